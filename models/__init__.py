@@ -1,0 +1,35 @@
+"""Typed SQLAlchemy models.
+
+Two metadata collections, because the two kinds of table live in different places:
+
+- ``SharedBase`` tables live in the ``public`` schema (tenant registry, memberships,
+  invitations, migration status) and are migrated by ``migrations/``.
+- ``TenantBase`` tables carry no schema; they live in every tenant schema ``t_<hex>``
+  and are reached through the connection's ``search_path``. ``tenant_migrations/``
+  migrates them once per tenant schema.
+
+This package imports nothing else of ours.
+"""
+
+from models.audit_event import AuditEvent
+from models.base import SharedBase, TenantBase
+from models.client import Client
+from models.invitation import Invitation
+from models.membership import Membership
+from models.note import Note
+from models.tenant import Tenant
+from models.tenant_migration import TenantMigration
+from models.therapy_session import TherapySession
+
+__all__ = [
+    "AuditEvent",
+    "Client",
+    "Invitation",
+    "Membership",
+    "Note",
+    "SharedBase",
+    "Tenant",
+    "TenantBase",
+    "TenantMigration",
+    "TherapySession",
+]

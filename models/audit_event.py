@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import BigInteger, Identity
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import TenantBase, created_ts, str_64, str_255, tenant_fk
+
+
+class AuditEvent(TenantBase):
+    """Who did what to which clinical record, when. Append-only; never clinical text."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    tenant_id: Mapped[tenant_fk]
+    occurred_at: Mapped[created_ts]
+    actor_id: Mapped[str_255]
+    actor_role: Mapped[str_64]
+    action: Mapped[str_64]
+    resource_type: Mapped[str_64]
+    # One event per request: a list read names every record it returned.
+    resource_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(UUID(as_uuid=True)))
+    request_id: Mapped[str_64 | None]
+
+

@@ -1,0 +1,1 @@
+"""Blob storage backends (local, Azure Blob). Not built yet."""

@@ -1,0 +1,1 @@
+"""Tenant context, registry, provisioning and migration fan-out. Knows nothing of Flask."""

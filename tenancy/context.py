@@ -1,0 +1,80 @@
+"""Put a database transaction into one tenant's context.
+
+Every transaction a request opens starts with one statement that sets both walls
+(``search_path`` to the tenant schema, ``app.tenant_id`` for row-level security),
+transaction-locally, and in the same round trip reads the tenant's status and the
+caller's current membership. The settings die with the transaction, so a pooled
+connection never carries one tenant into the next request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, event, text
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+
+from tenancy.errors import NotAMember, TenantInactive, TenantUnknown
+from tenancy.security import schema_name
+
+CONTEXT_KEY = "tenant_context"
+ROLE_KEY = "member_role"
+
+# set_config(..., true) is transaction-local. The membership function is SECURITY DEFINER
+# (see migrations/versions/0001_registry.py), so the check does not depend on the order in
+# which the two settings are evaluated.
+_ENTER_TENANT = text("""
+SELECT set_config('search_path', CAST(:search_path AS text), true) AS search_path,
+       set_config('app.tenant_id', CAST(:tenant_id AS text), true) AS tenant_id,
+       m.tenant_status, m.member_role
+FROM (SELECT 1) AS one
+LEFT JOIN public.tenant_membership(CAST(:tenant_uuid AS uuid), CAST(:user_id AS text)) AS m ON true
+""")
+
+
+@dataclass(frozen=True, slots=True)
+class TenantContext:
+    """Who is acting, in which tenant."""
+
+    tenant_id: uuid.UUID
+    user_id: str
+
+    @property
+    def schema(self) -> str:
+        return schema_name(self.tenant_id)
+
+
+def enter_tenant(connection: Connection, context: TenantContext) -> str:
+    """Set the tenant context on the open transaction; return the caller's current role.
+
+    Raise ``TenantUnknown``, ``TenantInactive`` or ``NotAMember`` when the caller may not
+    act in the tenant.
+    """
+    row = connection.execute(
+        _ENTER_TENANT,
+        {
+            "search_path": f"{context.schema}, public",
+            "tenant_id": str(context.tenant_id),
+            "tenant_uuid": context.tenant_id,
+            "user_id": context.user_id,
+        },
+    ).one()
+    if row.tenant_status is None:
+        raise TenantUnknown("the token names an unknown tenant")
+    if row.tenant_status != "active":
+        raise TenantInactive(f"the tenant is {row.tenant_status}")
+    if row.member_role is None:
+        raise NotAMember("the caller is not a member of this tenant")
+    return str(row.member_role)
+
+
+def install(factory: sessionmaker[Session]) -> None:
+    """Re-enter the session's tenant context at the start of every transaction."""
+
+    @event.listens_for(factory, "after_begin")
+    def _after_begin(session: Session, _tx: SessionTransaction, connection: Connection) -> Any:
+        context = session.info.get(CONTEXT_KEY)
+        if context is not None:
+            session.info[ROLE_KEY] = enter_tenant(connection, context)

@@ -1,0 +1,58 @@
+"""Exceptions raised by the tenancy layer.
+
+    TenancyError
+    ├── TenantAccessDenied        the caller may not act in this tenant (HTTP 403)
+    │   ├── TenantUnknown         no such tenant
+    │   ├── TenantInactive        suspended or deleted
+    │   └── NotAMember            no (or no longer a) membership
+    ├── TenantConflict            the request contradicts the registry (HTTP 409)
+    ├── InvitationInvalid         unknown, used or expired invitation code (HTTP 404/410)
+    ├── UnsafeDatabaseRole        the app role could bypass isolation: refuse to serve
+    └── MigrationFailed           at least one tenant schema failed to migrate
+
+Every exception carries a machine-readable ``code``; messages never contain PII.
+"""
+
+from __future__ import annotations
+
+
+class TenancyError(Exception):
+    code = "tenancy_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class TenantAccessDenied(TenancyError):
+    code = "tenant_access_denied"
+
+
+class TenantUnknown(TenantAccessDenied):
+    code = "tenant_unknown"
+
+
+class TenantInactive(TenantAccessDenied):
+    code = "tenant_inactive"
+
+
+class NotAMember(TenantAccessDenied):
+    code = "not_a_member"
+
+
+class TenantConflict(TenancyError):
+    code = "conflict"
+
+
+class InvitationInvalid(TenancyError):
+    code = "invitation_invalid"
+
+
+class UnsafeDatabaseRole(TenancyError):
+    code = "unsafe_database_role"
+
+
+class MigrationFailed(TenancyError):
+    code = "migration_failed"
