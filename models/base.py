@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from sqlalchemy import DateTime, MetaData, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -47,7 +47,7 @@ str_255 = Annotated[str, 255]
 
 
 class _Base(DeclarativeBase):
-    type_annotation_map: dict[Any, Any] = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         uuid.UUID: UUID(as_uuid=True),
         dt.datetime: DateTime(timezone=True),
         dict[str, Any]: JSONB,

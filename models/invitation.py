@@ -16,7 +16,9 @@ class Invitation(SharedBase):
     __table_args__ = (CheckConstraint(f"role IN {ROLES!r}", name="role"),)
 
     id: Mapped[uuid_pk]
-    tenant_id: Mapped[tenant_fk] = mapped_column(ForeignKey("public.tenants.id", ondelete="CASCADE"))
+    tenant_id: Mapped[tenant_fk] = mapped_column(
+        ForeignKey("public.tenants.id", ondelete="CASCADE")
+    )
     code_hash: Mapped[str_64] = mapped_column(unique=True)
     email: Mapped[str_255]
     role: Mapped[str_255]

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-
 from sqlalchemy import CheckConstraint, ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column
 

@@ -1,0 +1,61 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Create the app: defaults, then environment, then ``test_config`` overrides."""
+    from api import auth, cli, db, errors, logs, settings
+    from api.admin.views import blp as admin_blp
+    from api.b2c.views import blp as b2c_blp
+    from api.clients.views import blp as clients_blp
+    from api.docs import bp as docs_bp
+    from api.health import bp as health_bp
+    from api.notes.views import blp as notes_blp
+    from api.onboarding.views import blp as onboarding_blp
+    from api.sessions.views import blp as sessions_blp
+    from api.tenant.views import blp as tenant_blp
+
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(settings.load(test_config))
+    settings.validate(app.config)
+    app.config.update(
+        API_TITLE="ClinAI API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "info": {"description": "Clinical records, onboarding and administration for "
+                                    "psychotherapy practices. Every tenant-scoped route needs "
+                                    "a bearer token from the practice's identity provider."},
+            "security": [{"bearerAuth": []}],
+            "components": {"securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "b2cBasic": {"type": "http", "scheme": "basic"},
+            }},
+        },
+        PAGINATION_PAGE_SIZE_DEFAULT=20,
+    )
+
+    logs.init_app(app)
+    db.init_app(app)
+    auth.init_app(app)
+    errors.init_app(app)
+    api = errors.Api(app)
+    for blueprint in (onboarding_blp, tenant_blp, admin_blp, clients_blp, sessions_blp,
+                      notes_blp, b2c_blp):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(docs_bp)
+    cli.init_app(app)
+    if app.config["APPLICATIONINSIGHTS_CONNECTION_STRING"]:
+        from api.telemetry import configure_azure_monitor_for
+
+        configure_azure_monitor_for(app)
+    return app

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import validate
+
+from models.membership import ROLES
+
+
+class InvitationCreateSchema(ma.Schema):
+    email = ma.fields.Email(required=True, validate=validate.Length(max=254))
+    role = ma.fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+class InvitationSchema(ma.Schema):
+    id = ma.fields.UUID(dump_only=True)
+    code = ma.fields.String(dump_only=True, metadata={
+        "description": "Single-use code; shown once, only its hash is stored"})
+    email = ma.fields.String(dump_only=True)
+    role = ma.fields.String(dump_only=True)
+    expires_at = ma.fields.DateTime(dump_only=True)
+    created_at = ma.fields.DateTime(dump_only=True)
+
+
+class MemberSchema(ma.Schema):
+    user_id = ma.fields.String(dump_only=True)
+    role = ma.fields.String(dump_only=True)
+    created_at = ma.fields.DateTime(dump_only=True)
+    updated_at = ma.fields.DateTime(dump_only=True)
+
+
+class MemberPatchSchema(ma.Schema):
+    role = ma.fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+class AuditEventSchema(ma.Schema):
+    id = ma.fields.Integer(dump_only=True)
+    occurred_at = ma.fields.DateTime(dump_only=True)
+    actor_id = ma.fields.String(dump_only=True)
+    actor_role = ma.fields.String(dump_only=True)
+    action = ma.fields.String(dump_only=True)
+    resource_type = ma.fields.String(dump_only=True)
+    resource_ids = ma.fields.List(ma.fields.UUID(), dump_only=True)
+    request_id = ma.fields.String(dump_only=True)
+
+
+class AuditQueryArgsSchema(ma.Schema):
+    resource_id = ma.fields.UUID()
+    actor_id = ma.fields.String(validate=validate.Length(max=255))
+    action = ma.fields.String(validate=validate.Length(max=64))

@@ -1,0 +1,123 @@
+"""Operator commands: ``flask tenancy ...`` and ``flask dev token``."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from api.db import get_db
+from tenancy.database import ensure_roles
+from tenancy.errors import TenancyError
+from tenancy.migrate import TenantOutcome, upgrade_public, upgrade_tenants
+from tenancy.provisioning import create_tenant, list_tenants, set_tenant_status
+
+tenancy_cli = AppGroup("tenancy", help="Manage tenants and migrate their schemas.")
+dev_cli = AppGroup("dev", help="Development helpers (APP_ENV=development only).")
+
+
+def _uuid(_ctx: click.Context, _param: click.Parameter, value: str | None) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise click.BadParameter("not a tenant id (UUID)") from exc
+
+
+@tenancy_cli.command("upgrade")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Tenant schemas migrated in parallel.")
+@click.option("--tenant", "tenant_id", callback=_uuid, help="Migrate only this tenant.")
+@click.option("--verbose", is_flag=True, help="Also list tenants already at head.")
+def upgrade(jobs: int, tenant_id: uuid.UUID | None, verbose: bool) -> None:
+    """Create roles, migrate public, then every tenant schema."""
+    config = get_db().config
+    if ensure_roles(config):
+        click.echo(f"generated the app role's password into {config.password_file}")
+    upgrade_public(config)
+    click.echo("public: at head")
+
+    def show(outcome: TenantOutcome) -> None:
+        line = (f"{outcome.tenant_id}: {outcome.from_revision or 'base'} -> "
+                f"{outcome.to_revision or '-'} {outcome.status} ({outcome.duration_ms} ms)")
+        if outcome.error:
+            line += f" {outcome.error}"
+        click.echo(line)
+
+    report = upgrade_tenants(config, jobs=jobs,
+                             tenant_ids=[tenant_id] if tenant_id else None, on_outcome=show)
+    if tenant_id is not None and report.total == 0:
+        raise click.ClickException("no such tenant")
+    migrated = len(report.outcomes) - len(report.failed)
+    click.echo(f"tenants: {report.total} total, {report.at_head} already at {report.head}, "
+               f"{migrated} migrated, {len(report.failed)} failed ({report.seconds:.2f} s)")
+    if verbose:
+        click.echo("(rerun resumes the failed tenants only)")
+    if report.failed:
+        sys.exit(1)
+
+
+@tenancy_cli.command("create")
+@click.option("--name", required=True, help="The practice's name.")
+@click.option("--admin-sub", required=True, help="Token subject (oid/sub) of its first admin.")
+def create(name: str, admin_sub: str) -> None:
+    """Create a tenant with its first admin."""
+    try:
+        record = create_tenant(get_db().owner_engine, name=name, admin_user_id=admin_sub,
+                               app_role=current_app.config["DATABASE_APP_ROLE"])
+    except TenancyError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"{record.id}\t{record.status}\t{record.name}")
+
+
+@tenancy_cli.command("list")
+def list_command() -> None:
+    """List tenants: id, status, name."""
+    for record in list_tenants(get_db().owner_engine):
+        click.echo(f"{record.id}\t{record.status}\t{record.name}")
+
+
+def _set_status(tenant_id: uuid.UUID, status: str) -> None:
+    try:
+        record = set_tenant_status(get_db().owner_engine, tenant_id, status)
+    except TenancyError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"{record.id}\t{record.status}\t{record.name}")
+
+
+@tenancy_cli.command("suspend")
+@click.argument("tenant_id", callback=_uuid)
+def suspend(tenant_id: uuid.UUID) -> None:
+    """Suspend a tenant: its users get 403 from the next request on."""
+    _set_status(tenant_id, "suspended")
+
+
+@tenancy_cli.command("activate")
+@click.argument("tenant_id", callback=_uuid)
+def activate(tenant_id: uuid.UUID) -> None:
+    """Reactivate a suspended tenant."""
+    _set_status(tenant_id, "active")
+
+
+@dev_cli.command("token")
+@click.option("--tenant", "tenant_id", callback=_uuid, help="Tenant id claim (omit to onboard).")
+@click.option("--role", type=click.Choice(["admin", "therapist"]), help="Role claim.")
+@click.option("--sub", "subject", required=True, help="Token subject (the user's id).")
+def token(tenant_id: uuid.UUID | None, role: str | None, subject: str) -> None:
+    """Print a development bearer token."""
+    issuer = current_app.extensions.get("clinai_dev_issuer")
+    if issuer is None or current_app.config["APP_ENV"] != "development":
+        raise click.ClickException("development tokens need APP_ENV=development and no "
+                                   "AUTH_OIDC_METADATA_URL")
+    click.echo(issuer.mint(subject=subject, tenant=str(tenant_id) if tenant_id else None,
+                           role=role, tenant_claim=current_app.config["AUTH_TENANT_CLAIM"],
+                           role_claim=current_app.config["AUTH_ROLE_CLAIM"]))
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(tenancy_cli)
+    app.cli.add_command(dev_cli)

@@ -1,0 +1,71 @@
+"""Client records: visibility by role, creation, changes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from api.auth import Principal
+from api.errors import abort
+from models import Client, Membership
+
+
+def visible_clients(p: Principal) -> Select[tuple[Client]]:
+    """Select the clients ``p`` may see: all for admins, assigned ones for therapists."""
+    query = select(Client)
+    if p.role != "admin":
+        query = query.where(Client.assigned_therapist_id == p.user_id)
+    return query
+
+
+def get_client(db: Session, p: Principal, client_id: uuid.UUID) -> Client:
+    """Return a client the caller may see, or stop with 404 (never 403: no existence leak)."""
+    client = db.scalars(visible_clients(p).where(Client.id == client_id)).one_or_none()
+    if client is None:
+        abort(404, "not_found", "No such client.")
+    return client
+
+
+def list_clients(db: Session, p: Principal, *, status: str | None, offset: int,
+                 limit: int) -> tuple[list[Client], int]:
+    query = visible_clients(p)
+    if status is not None:
+        query = query.where(Client.status == status)
+    total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = db.scalars(query.order_by(Client.last_name, Client.id).offset(offset).limit(limit))
+    return list(page), total
+
+
+def _check_assignee(db: Session, p: Principal, assignee: str | None) -> None:
+    if assignee is None:
+        return
+    if p.role != "admin" and assignee != p.user_id:
+        abort(403, "role_forbidden", "Therapists may only assign clients to themselves.")
+    member = db.get(Membership, (p.tenant_id, assignee))
+    if member is None:
+        abort(422, "validation_failed", "assigned_therapist_id is not a member of the practice.",
+              errors={"json": {"assigned_therapist_id": ["Not a member of the practice."]}})
+
+
+def create_client(db: Session, p: Principal, data: dict[str, Any]) -> Client:
+    if p.role != "admin":
+        data.setdefault("assigned_therapist_id", p.user_id)
+    _check_assignee(db, p, data.get("assigned_therapist_id"))
+    client = Client(**data)
+    db.add(client)
+    db.flush()
+    db.refresh(client)
+    return client
+
+
+def update_client(db: Session, p: Principal, client: Client, data: dict[str, Any]) -> Client:
+    if "assigned_therapist_id" in data:
+        _check_assignee(db, p, data["assigned_therapist_id"])
+    for key, value in data.items():
+        setattr(client, key, value)
+    db.flush()
+    db.refresh(client)
+    return client

@@ -1,0 +1,52 @@
+"""Small pieces every resource uses: ETags, audit events, request ids."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from flask import Response, g, request
+
+from api.auth import principal
+from api.db import session
+from api.errors import abort
+from models import AuditEvent
+
+
+def etag_of(version: int, record_id: uuid.UUID) -> str:
+    return f'"{record_id.hex}.{version}"'
+
+
+def require_if_match() -> str:
+    """Return the request's If-Match value, or stop with 428 when it is missing."""
+    value = request.headers.get("If-Match")
+    if not value:
+        abort(428, "precondition_required",
+              "Send the record's ETag in If-Match to change it.")
+    return value
+
+
+def check_if_match(expected: str, given: str) -> None:
+    tags = {t.strip() for t in given.split(",")}
+    if expected not in tags and "*" not in tags:
+        abort(412, "precondition_failed",
+              "The record was changed since you read it; reload it and retry.")
+
+
+def with_etag(response: Response, version: int, record_id: uuid.UUID) -> Response:
+    response.headers["ETag"] = etag_of(version, record_id)
+    return response
+
+
+def audit(action: str, resource_type: str, ids: Iterable[uuid.UUID]) -> None:
+    """Append an audit event to the request's transaction (no clinical text, ever)."""
+    p = principal()
+    assert p.role is not None
+    session().add(AuditEvent(
+        actor_id=p.user_id,
+        actor_role=p.role,
+        action=action,
+        resource_type=resource_type,
+        resource_ids=list(ids),
+        request_id=g.get("request_id"),
+    ))

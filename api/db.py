@@ -1,0 +1,104 @@
+"""Engines and the per-request database session.
+
+Requests use the app role only. The owner engine (admin login acting as the owner
+role) is created on first use, for onboarding's provisioning step.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import Flask, Response, current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenancy import context as tenant_context
+from tenancy.context import TenantContext
+from tenancy.database import DatabaseConfig, create_app_engine, create_owner_engine
+from tenancy.security import verify_app_role
+
+EXTENSION = "clinai_db"
+
+
+@dataclass
+class Database:
+    config: DatabaseConfig
+    engine: Engine
+    sessions: sessionmaker[Session]
+    _owner: Engine | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _verified: bool = False
+
+    @property
+    def owner_engine(self) -> Engine:
+        with self._lock:
+            if self._owner is None:
+                self._owner = create_owner_engine(self.config)
+            return self._owner
+
+    def verify(self) -> None:
+        """Run the app role's safety check once per process."""
+        if self._verified:
+            return
+        with self._lock:
+            if not self._verified:
+                verify_app_role(self.engine)
+                self._verified = True
+
+
+def database_config(app: Flask) -> DatabaseConfig:
+    c = app.config
+    return DatabaseConfig(
+        admin_url=c["DATABASE_URL"],
+        app_url=c["DATABASE_APP_URL"],
+        app_password=c["DATABASE_APP_PASSWORD"],
+        owner_role=c["DATABASE_OWNER_ROLE"],
+        app_role=c["DATABASE_APP_ROLE"],
+        password_file=Path(app.instance_path) / "database-app-password",
+        pool_size=c["DATABASE_POOL_SIZE"],
+    )
+
+
+def init_app(app: Flask) -> None:
+    config = database_config(app)
+    engine = create_app_engine(config)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    tenant_context.install(factory)
+    app.extensions[EXTENSION] = Database(config=config, engine=engine, sessions=factory)
+
+    @app.after_request
+    def _commit(response: Response) -> Response:
+        session: Session | None = g.pop("db_session", None)
+        if session is not None:
+            try:
+                if response.status_code < 400:
+                    session.commit()
+            finally:
+                session.close()
+        return response
+
+    @app.teardown_appcontext
+    def _close(_exc: BaseException | None) -> None:
+        session: Session | None = g.pop("db_session", None)
+        if session is not None:
+            session.close()
+
+
+def get_db() -> Database:
+    db: Database = current_app.extensions[EXTENSION]
+    return db
+
+
+def open_tenant_session(context: TenantContext) -> Session:
+    """Open the request's session in ``context`` and return the caller's current role."""
+    session = get_db().sessions(info={tenant_context.CONTEXT_KEY: context})
+    g.db_session = session
+    return session
+
+
+def session() -> Session:
+    """Return the request's tenant-scoped session."""
+    s: Session = g.db_session
+    return s

@@ -1,0 +1,110 @@
+"""One JSON error shape for every failure.
+
+flask-smorest's ``{"code", "status", "message", "errors"}`` plus ``"error"``, a
+machine-readable code clients can branch on. Domain exceptions (tenancy) are mapped
+to HTTP here, in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NoReturn
+
+import flask_smorest
+from flask import Flask, Response, jsonify
+from marshmallow import fields
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.http import HTTP_STATUS_CODES
+
+from tenancy.errors import (
+    InvitationInvalid,
+    TenancyError,
+    TenantAccessDenied,
+    TenantConflict,
+    UnsafeDatabaseRole,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
+    412: "precondition_failed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    428: "precondition_required",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ErrorSchema(flask_smorest.error_handler.ErrorSchema):
+    error = fields.String(metadata={"description": "Machine-readable error code"})
+
+
+def abort(status: int, error: str, message: str, **kwargs: Any) -> NoReturn:
+    """Stop the request with ``status`` and the error shape."""
+    flask_smorest.abort(status, error=error, message=message, **kwargs)
+    raise AssertionError("unreachable")  # pragma: no cover  (abort always raises)
+
+
+def error_body(status: int, error: str, message: str) -> dict[str, Any]:
+    return {
+        "code": status,
+        "status": HTTP_STATUS_CODES.get(status, "Error"),
+        "message": message,
+        "error": error,
+    }
+
+
+def error_response(status: int, error: str, message: str) -> Response:
+    response = jsonify(error_body(status, error, message))
+    response.status_code = status
+    return response
+
+
+class Api(flask_smorest.Api):
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        payload, code, headers = super().handle_http_exception(error)
+        data = getattr(error, "data", None) or {}
+        payload["error"] = data.get("error") or DEFAULT_CODES.get(code, "error")
+        if "message" not in payload and not isinstance(error, InternalServerError):
+            payload["message"] = error.description
+        if code >= 500:
+            payload["message"] = "The server could not complete the request."
+        return payload, code, headers
+
+
+_TENANCY_STATUS: list[tuple[type[TenancyError], int]] = [
+    (TenantAccessDenied, 403),
+    (TenantConflict, 409),
+    (InvitationInvalid, 404),
+    (UnsafeDatabaseRole, 503),
+]
+
+
+def init_app(app: Flask) -> None:
+    """Map domain exceptions to the error shape."""
+
+    @app.errorhandler(TenancyError)
+    def _tenancy(exc: TenancyError) -> Response:
+        for cls, status in _TENANCY_STATUS:
+            if isinstance(exc, cls):
+                return error_response(status, exc.code, exc.message)
+        log.error("unmapped tenancy error %s", exc.code)
+        return error_response(500, "internal_error", "The server could not complete the request.")
+
+    @app.errorhandler(StaleDataError)
+    def _stale(_exc: StaleDataError) -> Response:
+        return error_response(412, "precondition_failed",
+                              "The record was changed by someone else; reload it and retry.")

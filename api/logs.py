@@ -1,0 +1,69 @@
+"""Structured JSON logs with request id and tenant id; never PII or clinical text.
+
+Only these fields are emitted: time, level, logger, message, request_id, tenant_id,
+and, for access lines, method, route (the URL rule, not the path), status, duration_ms.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, has_request_context, request
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_FIELDS = ("method", "route", "status", "duration_ms", "tenant_id", "error")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if has_request_context():
+            entry["request_id"] = g.get("request_id")
+            principal = g.get("principal")
+            if principal is not None and principal.tenant_id is not None:
+                entry["tenant_id"] = str(principal.tenant_id)
+        for key in _FIELDS:
+            if key in record.__dict__:
+                entry[key] = record.__dict__[key]
+        if record.exc_info and record.exc_info[0] is not None:
+            # The exception type only: messages can carry values of the failing request.
+            entry["exception"] = record.exc_info[0].__name__
+        return json.dumps(entry, default=str)
+
+
+def init_app(app: Flask) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(app.config["LOG_LEVEL"])
+    app.logger.handlers = []
+    access = logging.getLogger("clinai.access")
+
+    @app.before_request
+    def _start() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        started = g.get("started")
+        access.info("request", extra={
+            "method": request.method,
+            "route": request.url_rule.rule if request.url_rule else None,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+        })
+        return response

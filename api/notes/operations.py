@@ -1,0 +1,89 @@
+"""Clinical notes: sectioned by format, immutable once signed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from api.auth import Principal
+from api.errors import abort
+from models import Client, Note, TherapySession
+from models.note import NOTE_FORMATS
+
+
+def visible_notes(p: Principal) -> Select[tuple[Note]]:
+    query = select(Note)
+    if p.role != "admin":
+        query = (
+            query.join(TherapySession, TherapySession.id == Note.session_id)
+            .join(Client, Client.id == TherapySession.client_id)
+            .where(Client.assigned_therapist_id == p.user_id)
+        )
+    return query
+
+
+def get_note(db: Session, p: Principal, note_id: uuid.UUID) -> Note:
+    note = db.scalars(visible_notes(p).where(Note.id == note_id)).one_or_none()
+    if note is None:
+        abort(404, "not_found", "No such note.")
+    return note
+
+
+def check_sections(note_format: str, content: dict[str, str]) -> None:
+    """Stop with 422 unless ``content`` uses only the sections of ``note_format``."""
+    allowed = NOTE_FORMATS[note_format]
+    unknown = sorted(set(content) - set(allowed))
+    if unknown:
+        abort(422, "validation_failed", f"{note_format} notes have the sections "
+              f"{', '.join(allowed)}.",
+              errors={"json": {"content": {k: ["Unknown section."] for k in unknown}}})
+
+
+def list_notes(db: Session, record: TherapySession, *, offset: int,
+               limit: int) -> tuple[list[Note], int]:
+    query = select(Note).where(Note.session_id == record.id)
+    total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = db.scalars(query.order_by(Note.created_at, Note.id).offset(offset).limit(limit))
+    return list(page), total
+
+
+def create_note(db: Session, p: Principal, record: TherapySession, data: dict[str, Any]) -> Note:
+    check_sections(data["format"], data["content"])
+    note = Note(session_id=record.id, author_id=p.user_id, source="manual", **data)
+    db.add(note)
+    db.flush()
+    db.refresh(note)
+    return note
+
+
+def _ensure_draft(note: Note) -> None:
+    if note.status == "signed":
+        abort(409, "note_signed", "A signed note cannot be changed.")
+
+
+def update_note(db: Session, note: Note, data: dict[str, Any]) -> Note:
+    _ensure_draft(note)
+    # Sections sent replace those sections; sections not sent are kept.
+    content = {**note.content, **data.get("content", {})}
+    new_format = data.get("format", note.format)
+    check_sections(new_format, content)
+    note.format = new_format
+    note.content = content
+    db.flush()
+    db.refresh(note)
+    return note
+
+
+def sign_note(db: Session, p: Principal, note: Note) -> Note:
+    """Sign a draft as the caller; a signed note is final."""
+    _ensure_draft(note)
+    note.status = "signed"
+    note.signed_by = p.user_id
+    note.signed_at = dt.datetime.now(dt.UTC)
+    db.flush()
+    db.refresh(note)
+    return note

@@ -1,0 +1,97 @@
+"""Clinical notes of a session."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Response, make_response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import principal, tenant_member
+from api.common import audit, check_if_match, etag_of, require_if_match, with_etag
+from api.db import session
+from api.notes import operations
+from api.notes.schemas import NotePatchSchema, NoteSchema
+from api.sessions.operations import get_session
+
+blp = Blueprint("notes", __name__, url_prefix="/api/v1",
+                description="Clinical notes (SOAP, DAP, BIRP or free). Signed notes are final.")
+
+CLINICAL_ROLES = ("admin", "therapist")
+IF_MATCH = [{"in": "header", "name": "If-Match", "required": True, "schema": {"type": "string"}}]
+
+
+def _respond(note: Any, status: int = 200) -> Response:
+    return with_etag(make_response(NoteSchema().dump(note), status), note.version, note.id)
+
+
+@blp.route("/sessions/<uuid:session_id>/notes")
+class SessionNotes(MethodView):
+    @tenant_member(*CLINICAL_ROLES)
+    @blp.response(200, NoteSchema(many=True))
+    @blp.paginate()
+    def get(self, session_id: uuid.UUID, pagination_parameters: Any) -> list[Any]:
+        """List a session's notes, oldest first."""
+        db = session()
+        record = get_session(db, principal(), session_id)
+        items, total = operations.list_notes(
+            db, record, offset=pagination_parameters.first_item,
+            limit=pagination_parameters.page_size,
+        )
+        pagination_parameters.item_count = total
+        audit("note.list", "note", (n.id for n in items))
+        return items
+
+    @tenant_member(*CLINICAL_ROLES)
+    @blp.arguments(NoteSchema, example={"format": "SOAP", "content": {
+        "subjective": "Reports better sleep.", "objective": "Calm, engaged.",
+        "assessment": "Improving.", "plan": "Continue weekly sessions."}})
+    @blp.response(201, NoteSchema)
+    def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Response:
+        """Write a note for a session (a draft)."""
+        db, p = session(), principal()
+        record = get_session(db, p, session_id)
+        note = operations.create_note(db, p, record, data)
+        audit("note.create", "note", [note.id])
+        return _respond(note, 201)
+
+
+@blp.route("/notes/<uuid:note_id>")
+class NotesById(MethodView):
+    @tenant_member(*CLINICAL_ROLES)
+    @blp.response(200, NoteSchema)
+    def get(self, note_id: uuid.UUID) -> Response:
+        """Show one note."""
+        note = operations.get_note(session(), principal(), note_id)
+        audit("note.read", "note", [note.id])
+        return _respond(note)
+
+    @tenant_member(*CLINICAL_ROLES)
+    @blp.arguments(NotePatchSchema, example={"content": {"plan": "Fortnightly from January."}})
+    @blp.response(200, NoteSchema)
+    @blp.alt_response(409, description="The note is signed")
+    @blp.doc(parameters=IF_MATCH)
+    def patch(self, data: dict[str, Any], note_id: uuid.UUID) -> Response:
+        """Change a draft note (send the ETag in If-Match)."""
+        if_match = require_if_match()
+        db = session()
+        note = operations.get_note(db, principal(), note_id)
+        check_if_match(etag_of(note.version, note.id), if_match)
+        note = operations.update_note(db, note, data)
+        audit("note.update", "note", [note.id])
+        return _respond(note)
+
+
+@blp.route("/notes/<uuid:note_id>/sign")
+class NoteSignature(MethodView):
+    @tenant_member(*CLINICAL_ROLES)
+    @blp.response(200, NoteSchema)
+    @blp.alt_response(409, description="The note is already signed")
+    def post(self, note_id: uuid.UUID) -> Response:
+        """Sign a draft note; it can no longer change."""
+        db, p = session(), principal()
+        note = operations.sign_note(db, p, operations.get_note(db, p, note_id))
+        audit("note.sign", "note", [note.id])
+        return _respond(note)

@@ -1,0 +1,68 @@
+"""Onboarding: create a practice, accept an invitation. Any authenticated user."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import text
+
+from api.auth import authenticated, principal
+from api.db import get_db
+from api.errors import abort
+from api.onboarding.schemas import MembershipSchema, TenantCreateSchema, TenantSchema
+from tenancy.provisioning import create_tenant
+
+blp = Blueprint("onboarding", __name__, url_prefix="/api/v1/onboarding",
+                description="Sign a practice up, or join one with an invitation code.")
+
+
+def hash_code(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+@blp.route("/tenants")
+class Tenants(MethodView):
+    @authenticated
+    @blp.arguments(TenantCreateSchema, example={"name": "Praxis Dr. Beispiel"})
+    @blp.response(201, TenantSchema)
+    @blp.alt_response(409, description="The caller already belongs to a practice")
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Create a practice and make the caller its admin."""
+        record = create_tenant(
+            get_db().owner_engine, name=data["name"], admin_user_id=principal().user_id,
+            app_role=current_app.config["DATABASE_APP_ROLE"],
+        )
+        current_app.logger.info("tenant created", extra={"tenant_id": str(record.id)})
+        return {"id": record.id, "name": record.name, "status": record.status, "role": "admin"}
+
+
+_OUTCOMES = {
+    "invalid": (404, "invitation_invalid", "No such invitation, or it was already used."),
+    "expired": (410, "invitation_expired", "The invitation has expired."),
+    "tenant_inactive": (403, "tenant_inactive", "The practice is not active."),
+    "already_member": (409, "already_member", "You already belong to a practice."),
+}
+
+
+@blp.route("/invitations/<string:code>/accept")
+class InvitationAcceptance(MethodView):
+    @authenticated
+    @blp.response(201, MembershipSchema)
+    def post(self, code: str) -> dict[str, Any]:
+        """Join the practice that issued the invitation code (single use)."""
+        if len(code) > 128:
+            abort(404, *_OUTCOMES["invalid"][1:])
+        user_id = principal().user_id
+        with get_db().engine.begin() as conn:
+            row = conn.execute(
+                text("SELECT * FROM public.accept_invitation(:h, :u)"),
+                {"h": hash_code(code), "u": user_id},
+            ).one()
+        if row.outcome != "accepted":
+            status, error, message = _OUTCOMES[row.outcome]
+            abort(status, error, message)
+        return {"tenant_id": row.tenant_id, "user_id": user_id, "role": row.member_role}

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import validate
+
+from models.therapy_session import MODALITIES
+
+MAX_TRANSCRIPT_CHARS = 200_000
+
+
+class TherapySessionSchema(ma.Schema):
+    id = ma.fields.UUID(dump_only=True)
+    client_id = ma.fields.UUID(dump_only=True)
+    started_at = ma.fields.AwareDateTime(required=True)
+    duration_minutes = ma.fields.Integer(required=True, validate=validate.Range(min=1, max=600))
+    modality = ma.fields.String(required=True, validate=validate.OneOf(MODALITIES))
+    transcript = ma.fields.String(allow_none=True,
+                                  validate=validate.Length(max=MAX_TRANSCRIPT_CHARS),
+                                  metadata={"description": "Optional session transcript"})
+    version = ma.fields.Integer(dump_only=True)
+    created_at = ma.fields.DateTime(dump_only=True)
+    updated_at = ma.fields.DateTime(dump_only=True)
+
+
+class TherapySessionPatchSchema(TherapySessionSchema):
+    started_at = ma.fields.AwareDateTime()
+    duration_minutes = ma.fields.Integer(validate=validate.Range(min=1, max=600))
+    modality = ma.fields.String(validate=validate.OneOf(MODALITIES))

@@ -1,0 +1,82 @@
+"""Therapy sessions of a client."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Response, make_response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import principal, tenant_member
+from api.clients.operations import get_client
+from api.common import audit, check_if_match, etag_of, require_if_match, with_etag
+from api.db import session
+from api.sessions import operations
+from api.sessions.schemas import TherapySessionPatchSchema, TherapySessionSchema
+
+blp = Blueprint("sessions", __name__, url_prefix="/api/v1",
+                description="Therapy sessions. Visible to whoever may see the client.")
+
+CLINICAL_ROLES = ("admin", "therapist")
+IF_MATCH = [{"in": "header", "name": "If-Match", "required": True, "schema": {"type": "string"}}]
+
+
+@blp.route("/clients/<uuid:client_id>/sessions")
+class ClientSessions(MethodView):
+    @tenant_member(*CLINICAL_ROLES)
+    @blp.response(200, TherapySessionSchema(many=True))
+    @blp.paginate()
+    def get(self, client_id: uuid.UUID, pagination_parameters: Any) -> list[Any]:
+        """List a client's sessions, newest first."""
+        db = session()
+        client = get_client(db, principal(), client_id)
+        items, total = operations.list_sessions(
+            db, client, offset=pagination_parameters.first_item,
+            limit=pagination_parameters.page_size,
+        )
+        pagination_parameters.item_count = total
+        audit("session.list", "therapy_session", (s.id for s in items))
+        return items
+
+    @tenant_member(*CLINICAL_ROLES)
+    @blp.arguments(TherapySessionSchema, example={
+        "started_at": "2026-11-20T09:00:00+01:00", "duration_minutes": 50,
+        "modality": "video", "transcript": "T: How was your week? ..."})
+    @blp.response(201, TherapySessionSchema)
+    def post(self, data: dict[str, Any], client_id: uuid.UUID) -> Response:
+        """Record a session for a client."""
+        db = session()
+        client = get_client(db, principal(), client_id)
+        record = operations.create_session(db, client, data)
+        audit("session.create", "therapy_session", [record.id])
+        response = make_response(TherapySessionSchema().dump(record), 201)
+        return with_etag(response, record.version, record.id)
+
+
+@blp.route("/sessions/<uuid:session_id>")
+class SessionsById(MethodView):
+    @tenant_member(*CLINICAL_ROLES)
+    @blp.response(200, TherapySessionSchema)
+    def get(self, session_id: uuid.UUID) -> Response:
+        """Show one session."""
+        record = operations.get_session(session(), principal(), session_id)
+        audit("session.read", "therapy_session", [record.id])
+        body = TherapySessionSchema().dump(record)
+        return with_etag(make_response(body), record.version, record.id)
+
+    @tenant_member(*CLINICAL_ROLES)
+    @blp.arguments(TherapySessionPatchSchema, example={"duration_minutes": 45})
+    @blp.response(200, TherapySessionSchema)
+    @blp.doc(parameters=IF_MATCH)
+    def patch(self, data: dict[str, Any], session_id: uuid.UUID) -> Response:
+        """Change a session (send the ETag in If-Match)."""
+        if_match = require_if_match()
+        db = session()
+        record = operations.get_session(db, principal(), session_id)
+        check_if_match(etag_of(record.version, record.id), if_match)
+        record = operations.update_session(db, record, data)
+        audit("session.update", "therapy_session", [record.id])
+        body = TherapySessionSchema().dump(record)
+        return with_etag(make_response(body), record.version, record.id)

@@ -1,0 +1,87 @@
+"""Settings: defaults, then environment variables, then test overrides.
+
+Every setting is documented in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+DEFAULTS: dict[str, Any] = {
+    "APP_ENV": "production",
+    "DATABASE_URL": None,
+    "DATABASE_APP_URL": None,
+    "DATABASE_APP_PASSWORD": None,
+    "DATABASE_OWNER_ROLE": "clinai_owner",
+    "DATABASE_APP_ROLE": "clinai_app",
+    "DATABASE_POOL_SIZE": 10,
+    "AUTH_OIDC_METADATA_URL": None,
+    "AUTH_AUDIENCE": None,
+    "AUTH_TENANT_CLAIM": "extension_tenant_id",
+    "AUTH_ROLE_CLAIM": "extension_role",
+    "AUTH_CLOCK_SKEW_SECONDS": 60,
+    "B2C_CONNECTOR_USERNAME": None,
+    "B2C_CONNECTOR_PASSWORD": None,
+    "INVITATION_TTL_HOURS": 168,
+    "LOG_LEVEL": "INFO",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": None,
+    # Bodies above 1 MiB are refused with 413 before they are parsed.
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+}
+
+_INT_SETTINGS = {
+    "DATABASE_POOL_SIZE", "AUTH_CLOCK_SKEW_SECONDS", "INVITATION_TTL_HOURS", "MAX_CONTENT_LENGTH",
+}
+DEV_AUDIENCE = "clinai-dev-api"
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be served safely."""
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return the settings that are set in ``environ``, typed."""
+    values: dict[str, Any] = {}
+    for key in DEFAULTS:
+        raw = environ.get(key)
+        if raw is None or raw == "":
+            continue
+        if key in _INT_SETTINGS:
+            try:
+                values[key] = int(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{key} must be an integer") from exc
+        else:
+            values[key] = raw
+    return values
+
+
+def validate(config: Mapping[str, Any]) -> None:
+    """Refuse configurations that would be unsafe or cannot work."""
+    if not config.get("DATABASE_URL"):
+        raise ConfigError("DATABASE_URL is not set")
+    metadata_url = config.get("AUTH_OIDC_METADATA_URL")
+    if metadata_url:
+        parsed = urlparse(metadata_url)
+        loopback = parsed.hostname in {"localhost", "127.0.0.1", "::1"}
+        if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+            raise ConfigError("AUTH_OIDC_METADATA_URL must be https (plain http only on loopback)")
+        if not config.get("AUTH_AUDIENCE"):
+            raise ConfigError("AUTH_AUDIENCE is required with AUTH_OIDC_METADATA_URL")
+    elif config.get("APP_ENV") != "development":
+        raise ConfigError(
+            "AUTH_OIDC_METADATA_URL is not set; only APP_ENV=development may use the "
+            "development token issuer"
+        )
+
+
+def load(test_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Merge defaults, environment and overrides."""
+    config = dict(DEFAULTS)
+    config.update(from_environment(os.environ))
+    if test_config:
+        config.update(test_config)
+    return config

@@ -1,0 +1,29 @@
+"""The caller's practice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from api.auth import principal, tenant_member
+from api.db import session
+from api.onboarding.schemas import TenantSchema
+from models import Tenant
+
+blp = Blueprint("tenant", __name__, url_prefix="/api/v1/tenant",
+                description="The practice the caller belongs to.")
+
+
+@blp.route("")
+class CurrentTenant(MethodView):
+    @tenant_member("admin", "therapist")
+    @blp.response(200, TenantSchema)
+    def get(self) -> dict[str, Any]:
+        """Show the caller's practice."""
+        p = principal()
+        tenant = session().scalars(select(Tenant).where(Tenant.id == p.tenant_id)).one()
+        return {"id": tenant.id, "name": tenant.name, "status": tenant.status,
+                "role": p.role, "created_at": tenant.created_at}
