@@ -38,6 +38,12 @@ class Database:
                 self._owner = create_owner_engine(self.config)
             return self._owner
 
+    def dispose(self) -> None:
+        """Close every pooled connection (tests, shutdown)."""
+        self.engine.dispose()
+        if self._owner is not None:
+            self._owner.dispose()
+
     def verify(self) -> None:
         """Run the app role's safety check once per process."""
         if self._verified:

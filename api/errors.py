@@ -46,7 +46,7 @@ DEFAULT_CODES = {
 }
 
 
-class ErrorSchema(flask_smorest.error_handler.ErrorSchema):
+class ErrorSchema(flask_smorest.error_handler.ErrorSchema):  # type: ignore[misc]  # untyped base
     error = fields.String(metadata={"description": "Machine-readable error code"})
 
 
@@ -71,7 +71,7 @@ def error_response(status: int, error: str, message: str) -> Response:
     return response
 
 
-class Api(flask_smorest.Api):
+class Api(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest ships no hints
     ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error: HTTPException) -> Any:

@@ -63,7 +63,7 @@ def remove_member(db: Session, member: Membership) -> None:
     db.flush()
 
 
-def members_query() -> Select[tuple[Membership]]:
+def members_query() -> Select[Membership]:
     return select(Membership).order_by(Membership.created_at, Membership.user_id)
 
 
@@ -72,7 +72,7 @@ def page(db: Session, query: Select[Any], *, offset: int, limit: int) -> tuple[l
     return list(db.scalars(query.offset(offset).limit(limit))), total
 
 
-def audit_query(args: dict[str, Any]) -> Select[tuple[AuditEvent]]:
+def audit_query(args: dict[str, Any]) -> Select[AuditEvent]:
     query = select(AuditEvent).order_by(AuditEvent.id.desc())
     if "resource_id" in args:
         query = query.where(AuditEvent.resource_ids.any(args["resource_id"]))

@@ -13,7 +13,7 @@ from api.errors import abort
 from models import Client, Membership
 
 
-def visible_clients(p: Principal) -> Select[tuple[Client]]:
+def visible_clients(p: Principal) -> Select[Client]:
     """Select the clients ``p`` may see: all for admins, assigned ones for therapists."""
     query = select(Client)
     if p.role != "admin":

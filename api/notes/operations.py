@@ -15,7 +15,7 @@ from models import Client, Note, TherapySession
 from models.note import NOTE_FORMATS
 
 
-def visible_notes(p: Principal) -> Select[tuple[Note]]:
+def visible_notes(p: Principal) -> Select[Note]:
     query = select(Note)
     if p.role != "admin":
         query = (

@@ -13,7 +13,7 @@ from api.errors import abort
 from models import Client, TherapySession
 
 
-def visible_sessions(p: Principal) -> Select[tuple[TherapySession]]:
+def visible_sessions(p: Principal) -> Select[TherapySession]:
     query = select(TherapySession)
     if p.role != "admin":
         query = query.join(Client, Client.id == TherapySession.client_id).where(

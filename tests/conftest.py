@@ -1,0 +1,169 @@
+"""Fixtures: a fresh PostgreSQL database per test run, a local OIDC issuer, the app.
+
+The server comes from TEST_DATABASE_URL (an administrative login), default
+postgresql://postgres@127.0.0.1:5432/postgres. Each run creates its own database and
+drops it at the end; roles are cluster-wide, so tests use their own role names.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.engine import make_url
+
+from api import create_app
+from tests.oidc import AUDIENCE, LocalIssuer
+
+OWNER_ROLE = "clinai_test_owner"
+APP_ROLE = "clinai_test_app"
+APP_PASSWORD = "clinai-test-app-password"
+
+
+def _server_url() -> str:
+    return os.environ.get("TEST_DATABASE_URL",
+                          "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _conninfo(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """Create a database for this test run; drop it afterwards."""
+    server = _server_url()
+    name = f"clinai_test_{secrets.token_hex(4)}"
+    with psycopg.connect(_conninfo(server), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with psycopg.connect(_conninfo(server), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[LocalIssuer]:
+    local = LocalIssuer()
+    yield local
+    local.close()
+
+
+def app_config(database_url: str, issuer: LocalIssuer, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "TESTING": True,
+        "APP_ENV": "test",
+        "DATABASE_URL": database_url,
+        "DATABASE_APP_PASSWORD": APP_PASSWORD,
+        "DATABASE_OWNER_ROLE": OWNER_ROLE,
+        "DATABASE_APP_ROLE": APP_ROLE,
+        "DATABASE_POOL_SIZE": 5,
+        "AUTH_OIDC_METADATA_URL": issuer.metadata_url,
+        "AUTH_AUDIENCE": AUDIENCE,
+        "B2C_CONNECTOR_USERNAME": "b2c",
+        "B2C_CONNECTOR_PASSWORD": "connector-secret",
+        "LOG_LEVEL": "WARNING",
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, issuer: LocalIssuer) -> Iterator[Flask]:
+    """The app over a migrated test database, authenticating against the local issuer."""
+    application = create_app(app_config(database_url, issuer))
+    result = application.test_cli_runner().invoke(args=["tenancy", "upgrade"])
+    assert result.exit_code == 0, result.output
+    yield application
+    application.extensions["clinai_db"].dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@dataclass
+class Actor:
+    """A user with a token."""
+
+    sub: str
+    token: str
+    role: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class Practice:
+    """A tenant created through the onboarding API, with helpers to add members."""
+
+    id: uuid.UUID
+    admin: Actor
+    client: FlaskClient
+    issuer: LocalIssuer
+    members: list[Actor] = field(default_factory=list)
+
+    def add_member(self, role: str = "therapist") -> Actor:
+        sub = f"user-{uuid.uuid4()}"
+        invite = self.client.post("/api/v1/admin/invitations", headers=self.admin.headers,
+                                  json={"email": f"{sub}@example.org", "role": role})
+        assert invite.status_code == 201, invite.json
+        newcomer = self.issuer.token(sub)
+        accepted = self.client.post(
+            f"/api/v1/onboarding/invitations/{invite.json['code']}/accept",
+            headers={"Authorization": f"Bearer {newcomer}"},
+        )
+        assert accepted.status_code == 201, accepted.json
+        actor = Actor(sub=sub, token=self.issuer.token(sub, tenant=self.id, role=role), role=role)
+        self.members.append(actor)
+        return actor
+
+    def create_client(self, by: Actor | None = None, **fields: Any) -> dict[str, Any]:
+        body = {"first_name": "Erika", "last_name": "Mustermann", **fields}
+        response = self.client.post("/api/v1/clients", json=body,
+                                    headers=(by or self.admin).headers)
+        assert response.status_code == 201, response.json
+        return dict(response.json)
+
+
+@pytest.fixture
+def make_practice(client: FlaskClient, issuer: LocalIssuer) -> Callable[..., Practice]:
+    """Return a factory that onboards a new practice and returns it."""
+
+    def make(name: str = "Praxis Test") -> Practice:
+        sub = f"admin-{uuid.uuid4()}"
+        response = client.post("/api/v1/onboarding/tenants", json={"name": name},
+                               headers={"Authorization": f"Bearer {issuer.token(sub)}"})
+        assert response.status_code == 201, response.json
+        tenant_id = uuid.UUID(response.json["id"])
+        admin = Actor(sub=sub, token=issuer.token(sub, tenant=tenant_id, role="admin"),
+                      role="admin")
+        return Practice(id=tenant_id, admin=admin, client=client, issuer=issuer)
+
+    return make
+
+
+@pytest.fixture
+def admin_conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A superuser connection to the test database, for arranging and inspecting state."""
+    with psycopg.connect(_conninfo(database_url), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def app_role_conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection as the app role, as requests make them."""
+    url = make_url(database_url).set(username=APP_ROLE, password=APP_PASSWORD)
+    with psycopg.connect(_conninfo(url.render_as_string(hide_password=False))) as conn:
+        yield conn
