@@ -23,8 +23,10 @@ from sqlalchemy.engine import make_url
 from api import create_app
 from tests.oidc import AUDIENCE, LocalIssuer
 
-OWNER_ROLE = "clinai_test_owner"
-APP_ROLE = "clinai_test_app"
+RUN_ID = secrets.token_hex(4)
+# Roles are cluster-wide: each run has its own, dropped with its database.
+OWNER_ROLE = f"clinai_t{RUN_ID}_owner"
+APP_ROLE = f"clinai_t{RUN_ID}_app"
 APP_PASSWORD = "clinai-test-app-password"
 
 
@@ -41,13 +43,15 @@ def _conninfo(url: str) -> str:
 def database_url() -> Iterator[str]:
     """Create a database for this test run; drop it afterwards."""
     server = _server_url()
-    name = f"clinai_test_{secrets.token_hex(4)}"
+    name = f"clinai_test_{RUN_ID}"
     with psycopg.connect(_conninfo(server), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_url(server).set(database=name).render_as_string(hide_password=False)
     yield url
     with psycopg.connect(_conninfo(server), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for role in (APP_ROLE, OWNER_ROLE):
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 @pytest.fixture(scope="session")
