@@ -23,14 +23,17 @@ uuid_pk = Annotated[
     uuid.UUID,
     mapped_column(UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
 ]
-# The tenant column defaults to the transaction's tenant setting: a row written without
+# The tenant column defaults to the transaction's tenant setting (empty once a pooled
+# connection has used and reset it, hence NULLIF): a row written without
 # a tenant context gets NULL and violates NOT NULL, so writes fail closed.
 tenant_fk = Annotated[
     uuid.UUID,
     mapped_column(
         UUID(as_uuid=True),
         nullable=False,
-        server_default=text("(current_setting('app.tenant_id'::text, true))::uuid"),
+        server_default=text(
+            "(NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid"
+        ),
     ),
 ]
 created_ts = Annotated[

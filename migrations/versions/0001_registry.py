@@ -16,7 +16,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-TENANT_SETTING = "(current_setting('app.tenant_id'::text, true))::uuid"
+TENANT_SETTING = "(NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid"
 
 
 def _ts(name: str) -> sa.Column[sa.DateTime]:
@@ -163,7 +163,7 @@ CREATE FUNCTION public.secure_tenant_schema(p_schema name, p_tenant uuid, p_app_
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     r record;
-    setting text := '(current_setting(''app.tenant_id''::text, true))::uuid';
+    setting text := '(NULLIF(current_setting(''app.tenant_id''::text, true), ''''::text))::uuid';
 BEGIN
     IF p_schema <> 't_' || replace(p_tenant::text, '-', '') THEN
         RAISE EXCEPTION 'schema % does not belong to tenant %', p_schema, p_tenant;

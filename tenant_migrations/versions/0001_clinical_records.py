@@ -20,7 +20,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-TENANT_SETTING = "(current_setting('app.tenant_id'::text, true))::uuid"
+TENANT_SETTING = "(NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid"
 
 
 def _common() -> list[sa.Column[object]]:
