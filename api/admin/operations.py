@@ -6,7 +6,7 @@ import datetime as dt
 import secrets
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, any_, func, select
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
@@ -75,7 +75,7 @@ def page(db: Session, query: Select[Any], *, offset: int, limit: int) -> tuple[l
 def audit_query(args: dict[str, Any]) -> Select[AuditEvent]:
     query = select(AuditEvent).order_by(AuditEvent.id.desc())
     if "resource_id" in args:
-        query = query.where(AuditEvent.resource_ids.any(args["resource_id"]))
+        query = query.where(any_(AuditEvent.resource_ids) == args["resource_id"])
     if "actor_id" in args:
         query = query.where(AuditEvent.actor_id == args["actor_id"])
     if "action" in args:

@@ -1,0 +1,79 @@
+"""The OpenAPI document, offline docs UI, health probes, request ids, JSON logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from api.logs import JsonFormatter
+
+CONTRACT_ROUTES = {
+    "/api/v1/onboarding/tenants": {"post"},
+    "/api/v1/tenant": {"get"},
+    "/api/v1/admin/invitations": {"post"},
+    "/api/v1/onboarding/invitations/{code}/accept": {"post"},
+    "/api/v1/admin/members": {"get"},
+    "/api/v1/admin/members/{user_id}": {"patch", "delete"},
+    "/api/v1/b2c/claims": {"post"},
+    "/api/v1/clients": {"get", "post"},
+    "/api/v1/clients/{client_id}": {"get", "patch"},
+    "/api/v1/clients/{client_id}/sessions": {"get", "post"},
+    "/api/v1/sessions/{session_id}": {"get", "patch"},
+    "/api/v1/sessions/{session_id}/notes": {"get", "post"},
+    "/api/v1/notes/{note_id}": {"get", "patch"},
+    "/api/v1/notes/{note_id}/sign": {"post"},
+    "/api/v1/admin/audit-events": {"get"},
+}
+
+
+def test_openapi_lists_contract_routes_with_bearer_security(client):
+    spec = client.get("/openapi.json").json
+    for path, methods in CONTRACT_ROUTES.items():
+        assert path in spec["paths"], path
+        assert methods <= set(spec["paths"][path]), path
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert spec["security"] == [{"bearerAuth": []}]
+    create = spec["paths"]["/api/v1/clients"]["post"]
+    assert "example" in json.dumps(create["requestBody"])
+
+
+def test_docs_ui_is_served_locally(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "http" not in html.replace("http-equiv", "")  # no CDN or remote asset
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        with client.get(f"/docs/static/{asset}") as response:
+            assert response.status_code == 200
+
+
+def test_health_probes(client):
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/readyz").json == {"status": "ready"}
+
+
+def test_request_id_and_json_logs(make_practice):
+    practice = make_practice()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("clinai.access")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        response = practice.client.post(
+            "/api/v1/clients", headers={**practice.admin.headers, "X-Request-ID": "req-123"},
+            json={"first_name": "Quentin", "last_name": "Quenstedt"})
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert response.headers["X-Request-ID"] == "req-123"
+    lines = stream.getvalue().splitlines()
+    assert lines, "no access log line"
+    entry = json.loads(lines[-1])
+    assert entry["request_id"] == "req-123"
+    assert entry["tenant_id"] == str(practice.id)
+    assert entry["route"] == "/api/v1/clients"
+    assert "Quenstedt" not in "".join(lines)
