@@ -13,4 +13,6 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     """Refuse to serve when the app's database role could bypass tenant isolation."""
     from api.db import EXTENSION
 
-    worker.wsgi.extensions[EXTENSION].verify()
+    database = getattr(worker.wsgi, "extensions", {}).get(EXTENSION)
+    if database is not None:
+        database.verify()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import logging
 import os
 import threading
@@ -26,7 +27,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import JWTManager, get_jwt, verify_jwt_in_request
 from jwt import PyJWK
 
@@ -160,6 +161,42 @@ class DevIssuer:
         return jwt.encode(claims, self._private, algorithm="RS256", headers={"kid": DEV_KEY_ID})
 
 
+class ClaimsCache:
+    """Validated claims by token digest, kept until the token's ``exp``.
+
+    Saves the RS256 verification on repeat requests with the same token. Only the
+    signature/claims check is cached: tenant status and membership are still read from
+    the database on every request.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[bytes, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(token: str) -> bytes:
+        return hashlib.sha256(token.encode()).digest()
+
+    def get(self, token: str) -> dict[str, Any] | None:
+        entry = self._entries.get(self._key(token))
+        if entry is None or entry[0] <= time.time():
+            return None
+        return entry[1]
+
+    def put(self, token: str, claims: dict[str, Any]) -> None:
+        expires = claims.get("exp")
+        if not isinstance(expires, int | float):
+            return
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                now = time.time()
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                while len(self._entries) >= self.max_entries:
+                    self._entries.pop(next(iter(self._entries)))
+            self._entries[self._key(token)] = (float(expires), claims)
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The authenticated caller; ``role`` is the membership's current role, when in a tenant."""
@@ -183,6 +220,7 @@ def init_app(app: Flask) -> None:
         issuer = lambda: dev.issuer  # noqa: E731
         app.extensions["clinai_dev_issuer"] = dev
     app.extensions["clinai_keys"] = keys
+    app.extensions["clinai_claims_cache"] = ClaimsCache()
     c.update(
         JWT_TOKEN_LOCATION=["headers"],
         JWT_DECODE_ALGORITHMS=["RS256"],
@@ -222,6 +260,21 @@ def init_app(app: Flask) -> None:
                               "The identity provider could not be reached.")
 
 
+def _validated_claims() -> dict[str, Any]:
+    """Return the request token's claims, verified now or within the token's lifetime."""
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    cache: ClaimsCache = current_app.extensions["clinai_claims_cache"]
+    if token:
+        cached = cache.get(token)
+        if cached is not None:
+            return cached
+    verify_jwt_in_request()
+    claims: dict[str, Any] = get_jwt()
+    cache.put(token, claims)
+    return claims
+
+
 def _subject(claims: dict[str, Any]) -> str:
     subject = claims.get("oid") or claims.get("sub")
     assert isinstance(subject, str)
@@ -233,8 +286,7 @@ def authenticated(view: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        verify_jwt_in_request()
-        g.principal = Principal(user_id=_subject(get_jwt()), tenant_id=None, role=None)
+        g.principal = Principal(user_id=_subject(_validated_claims()), tenant_id=None, role=None)
         return view(*args, **kwargs)
 
     return wrapper
@@ -247,8 +299,7 @@ def tenant_member(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            verify_jwt_in_request()
-            claims = get_jwt()
+            claims = _validated_claims()
             raw_tenant = claims.get(current_app.config["AUTH_TENANT_CLAIM"])
             if not raw_tenant:
                 abort(403, "no_tenant", "The token names no practice; onboard or accept an "
@@ -259,7 +310,7 @@ def tenant_member(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 abort(403, "tenant_unknown", "The token names an unknown tenant.")
             get_db().verify()
             context = TenantContext(tenant_id=tenant_id, user_id=_subject(claims))
-            session = open_tenant_session(context)
+            session = open_tenant_session(context, read_only=request.method in ("GET", "HEAD"))
             session.connection()  # begins the transaction: context + membership check
             role = session.info[ROLE_KEY]
             g.principal = Principal(user_id=context.user_id, tenant_id=tenant_id, role=role)

@@ -97,9 +97,14 @@ def get_db() -> Database:
     return db
 
 
-def open_tenant_session(context: TenantContext) -> Session:
-    """Open the request's session in ``context`` and return the caller's current role."""
-    session = get_db().sessions(info={tenant_context.CONTEXT_KEY: context})
+def open_tenant_session(context: TenantContext, *, read_only: bool = False) -> Session:
+    """Open the request's session in ``context``.
+
+    ``read_only`` requests change no record: their one write is the audit event of the
+    read, which may skip the wait for the WAL flush (docs/decisions/audit-durability.md).
+    """
+    session = get_db().sessions(info={tenant_context.CONTEXT_KEY: context,
+                                      tenant_context.RELAXED_COMMIT_KEY: read_only})
     g.db_session = session
     return session
 

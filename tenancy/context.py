@@ -21,6 +21,8 @@ from tenancy.security import schema_name
 
 CONTEXT_KEY = "tenant_context"
 ROLE_KEY = "member_role"
+# Set on sessions of read-only requests: their only write is the audit event of the read.
+RELAXED_COMMIT_KEY = "relaxed_commit"
 
 # set_config(..., true) is transaction-local. The membership function is SECURITY DEFINER
 # (see migrations/versions/0001_registry.py), so the check does not depend on the order in
@@ -28,6 +30,7 @@ ROLE_KEY = "member_role"
 _ENTER_TENANT = text("""
 SELECT set_config('search_path', CAST(:search_path AS text), true) AS search_path,
        set_config('app.tenant_id', CAST(:tenant_id AS text), true) AS tenant_id,
+       CASE WHEN :relaxed THEN set_config('synchronous_commit', 'off', true) END AS sync,
        m.tenant_status, m.member_role
 FROM (SELECT 1) AS one
 LEFT JOIN public.tenant_membership(CAST(:tenant_uuid AS uuid), CAST(:user_id AS text)) AS m ON true
@@ -46,11 +49,13 @@ class TenantContext:
         return schema_name(self.tenant_id)
 
 
-def enter_tenant(connection: Connection, context: TenantContext) -> str:
+def enter_tenant(connection: Connection, context: TenantContext, *,
+                 relaxed_commit: bool = False) -> str:
     """Set the tenant context on the open transaction; return the caller's current role.
 
     Raise ``TenantUnknown``, ``TenantInactive`` or ``NotAMember`` when the caller may not
-    act in the tenant.
+    act in the tenant. ``relaxed_commit`` turns off the commit's wait for the WAL flush in
+    this transaction only (see docs/decisions/audit-durability.md).
     """
     row = connection.execute(
         _ENTER_TENANT,
@@ -59,6 +64,7 @@ def enter_tenant(connection: Connection, context: TenantContext) -> str:
             "tenant_id": str(context.tenant_id),
             "tenant_uuid": context.tenant_id,
             "user_id": context.user_id,
+            "relaxed": relaxed_commit,
         },
     ).one()
     if row.tenant_status is None:
@@ -77,4 +83,6 @@ def install(factory: sessionmaker[Session]) -> None:
     def _after_begin(session: Session, _tx: SessionTransaction, connection: Connection) -> Any:
         context = session.info.get(CONTEXT_KEY)
         if context is not None:
-            session.info[ROLE_KEY] = enter_tenant(connection, context)
+            session.info[ROLE_KEY] = enter_tenant(
+                connection, context, relaxed_commit=session.info.get(RELAXED_COMMIT_KEY, False)
+            )

@@ -6,7 +6,7 @@ import datetime as dt
 import secrets
 from typing import Any
 
-from sqlalchemy import Select, any_, func, select
+from sqlalchemy import Select, any_, select
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
@@ -65,11 +65,6 @@ def remove_member(db: Session, member: Membership) -> None:
 
 def members_query() -> Select[Membership]:
     return select(Membership).order_by(Membership.created_at, Membership.user_id)
-
-
-def page(db: Session, query: Select[Any], *, offset: int, limit: int) -> tuple[list[Any], int]:
-    total = db.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    return list(db.scalars(query.offset(offset).limit(limit))), total
 
 
 def audit_query(args: dict[str, Any]) -> Select[AuditEvent]:

@@ -20,6 +20,7 @@ from api.admin.schemas import (
 )
 from api.auth import principal, tenant_member
 from api.db import session
+from api.pagination import fetch_page
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin",
                 description="Invitations, members and the audit trail of the practice.")
@@ -49,7 +50,7 @@ class Members(MethodView):
     @blp.paginate()
     def get(self, pagination_parameters: Any) -> list[Any]:
         """List the practice's members."""
-        items, total = operations.page(
+        items, total = fetch_page(
             session(), operations.members_query(),
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
         )
@@ -86,7 +87,7 @@ class AuditEvents(MethodView):
     @blp.paginate()
     def get(self, args: dict[str, Any], pagination_parameters: Any) -> list[Any]:
         """List audit events, newest first."""
-        items, total = operations.page(
+        items, total = fetch_page(
             session(), operations.audit_query(args),
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
         )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.errors import abort
+from api.pagination import fetch_page
 from models import Client, Membership
 
 
@@ -34,9 +35,7 @@ def list_clients(db: Session, p: Principal, *, status: str | None, offset: int,
     query = visible_clients(p)
     if status is not None:
         query = query.where(Client.status == status)
-    total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = db.scalars(query.order_by(Client.last_name, Client.id).offset(offset).limit(limit))
-    return list(page), total
+    return fetch_page(db, query.order_by(Client.last_name, Client.id), offset=offset, limit=limit)
 
 
 def _check_assignee(db: Session, p: Principal, assignee: str | None) -> None:

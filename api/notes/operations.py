@@ -6,11 +6,12 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.errors import abort
+from api.pagination import fetch_page
 from models import Client, Note, TherapySession
 from models.note import NOTE_FORMATS
 
@@ -46,9 +47,7 @@ def check_sections(note_format: str, content: dict[str, str]) -> None:
 def list_notes(db: Session, record: TherapySession, *, offset: int,
                limit: int) -> tuple[list[Note], int]:
     query = select(Note).where(Note.session_id == record.id)
-    total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = db.scalars(query.order_by(Note.created_at, Note.id).offset(offset).limit(limit))
-    return list(page), total
+    return fetch_page(db, query.order_by(Note.created_at, Note.id), offset=offset, limit=limit)
 
 
 def create_note(db: Session, p: Principal, record: TherapySession, data: dict[str, Any]) -> Note:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.errors import abort
+from api.pagination import fetch_page
 from models import Client, TherapySession
 
 
@@ -32,12 +33,8 @@ def get_session(db: Session, p: Principal, session_id: uuid.UUID) -> TherapySess
 def list_sessions(db: Session, client: Client, *, offset: int,
                   limit: int) -> tuple[list[TherapySession], int]:
     query = select(TherapySession).where(TherapySession.client_id == client.id)
-    total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = db.scalars(
-        query.order_by(TherapySession.started_at.desc(), TherapySession.id)
-        .offset(offset).limit(limit)
-    )
-    return list(page), total
+    return fetch_page(db, query.order_by(TherapySession.started_at.desc(), TherapySession.id),
+                      offset=offset, limit=limit)
 
 
 def create_session(db: Session, client: Client, data: dict[str, Any]) -> TherapySession:
