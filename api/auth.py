@@ -28,7 +28,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, Response, current_app, g, request
-from flask_jwt_extended import JWTManager, get_jwt, verify_jwt_in_request
+from flask_jwt_extended import JWTManager, get_jwt, get_jwt_header, verify_jwt_in_request
 from jwt import PyJWK
 
 from api.errors import abort, error_response
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 DEV_ISSUER = "https://dev-issuer.clinai.invalid/"
 DEV_KEY_ID = "clinai-dev-1"
 KEY_REFRESH_INTERVAL = 30.0
+# Keys are re-read at least this often, so a key the issuer withdraws stops being trusted.
+KEY_MAX_AGE = 3600.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -95,15 +97,30 @@ class OidcKeySet:
                 key = PyJWK(jwk)
             except jwt.PyJWTError:
                 continue  # a key type we can't use (e.g. an encryption key) is skipped
-            if jwk.get("use", "sig") == "sig" and jwk.get("kid"):
+            # Only RSA signing keys: a symmetric ("oct") key must never verify a token.
+            if jwk.get("kty") == "RSA" and jwk.get("use", "sig") == "sig" and jwk.get("kid"):
                 keys[jwk["kid"]] = key.key
         self._keys = keys
         self._fetched_at = time.monotonic()
 
     def key_for(self, kid: str | None) -> Any:
-        """Return the verification key for ``kid``; refresh at most once per 30 s."""
-        if kid is None:
+        """Return the verification key for ``kid``.
+
+        An unknown ``kid`` refreshes the key set at most once per 30 s; keys older than
+        an hour are re-read (if the issuer is unreachable then, the known keys stay in
+        use and the refresh is retried 30 s later).
+        """
+        if not isinstance(kid, str):
             raise jwt.DecodeError("token has no key id")
+        age = time.monotonic() - self._fetched_at
+        if age >= KEY_MAX_AGE and self._keys:
+            with self._lock:
+                if time.monotonic() - self._fetched_at >= KEY_MAX_AGE:
+                    try:
+                        self._refresh()
+                    except IdentityProviderUnavailable:
+                        log.warning("identity provider unreachable; keeping known keys")
+                        self._fetched_at = time.monotonic() - KEY_MAX_AGE + KEY_REFRESH_INTERVAL
         key = self._keys.get(kid)
         if key is not None:
             return key
@@ -171,20 +188,21 @@ class ClaimsCache:
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries
-        self._entries: dict[bytes, tuple[float, dict[str, Any]]] = {}
+        self._entries: dict[bytes, tuple[float, str, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     @staticmethod
     def _key(token: str) -> bytes:
         return hashlib.sha256(token.encode()).digest()
 
-    def get(self, token: str) -> dict[str, Any] | None:
+    def get(self, token: str) -> tuple[str, dict[str, Any]] | None:
+        """Return (kid, claims) of a token validated before and not expired yet."""
         entry = self._entries.get(self._key(token))
         if entry is None or entry[0] <= time.time():
             return None
-        return entry[1]
+        return entry[1], entry[2]
 
-    def put(self, token: str, claims: dict[str, Any]) -> None:
+    def put(self, token: str, kid: str, claims: dict[str, Any]) -> None:
         expires = claims.get("exp")
         if not isinstance(expires, int | float):
             return
@@ -194,7 +212,7 @@ class ClaimsCache:
                 self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
                 while len(self._entries) >= self.max_entries:
                     self._entries.pop(next(iter(self._entries)))
-            self._entries[self._key(token)] = (float(expires), claims)
+            self._entries[self._key(token)] = (float(expires), kid, claims)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +242,9 @@ def init_app(app: Flask) -> None:
     c.update(
         JWT_TOKEN_LOCATION=["headers"],
         JWT_DECODE_ALGORITHMS=["RS256"],
+        # flask-jwt-extended adds JWT_ALGORITHM to the accepted decode algorithms: pin it
+        # too, or HS256 tokens would reach PyJWT.
+        JWT_ALGORITHM="RS256",
         JWT_DECODE_AUDIENCE=audience,
         JWT_DECODE_LEEWAY=c["AUTH_CLOCK_SKEW_SECONDS"],
         JWT_IDENTITY_CLAIM="sub",
@@ -238,7 +259,8 @@ def init_app(app: Flask) -> None:
 
     @manager.token_verification_loader
     def _verify(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
-        return "exp" in claims and isinstance(claims.get("sub") or claims.get("oid"), str)
+        subject = claims["oid"] if "oid" in claims else claims.get("sub")
+        return "exp" in claims and isinstance(subject, str) and bool(subject)
 
     def _reject(message: str) -> Response:
         return error_response(401, "invalid_token", message)
@@ -268,15 +290,21 @@ def _validated_claims() -> dict[str, Any]:
     if token:
         cached = cache.get(token)
         if cached is not None:
-            return cached
+            kid, claims = cached
+            try:  # the signing key must still be one the issuer publishes
+                current_app.extensions["clinai_keys"].key_for(kid)
+                return claims
+            except jwt.DecodeError:
+                pass  # fall through: full verification rejects it
     verify_jwt_in_request()
-    claims: dict[str, Any] = get_jwt()
-    cache.put(token, claims)
-    return claims
+    verified: dict[str, Any] = get_jwt()
+    cache.put(token, str(get_jwt_header().get("kid")), verified)
+    return verified
 
 
 def _subject(claims: dict[str, Any]) -> str:
-    subject = claims.get("oid") or claims.get("sub")
+    """The caller's id: ``oid`` if present, else ``sub`` (checked by ``_verify``)."""
+    subject = claims["oid"] if "oid" in claims else claims["sub"]
     assert isinstance(subject, str)
     return subject
 

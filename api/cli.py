@@ -56,8 +56,10 @@ def upgrade(jobs: int, tenant_id: uuid.UUID | None, verbose: bool) -> None:
     click.echo(f"tenants: {report.total} total, {report.at_head} already at {report.head}, "
                f"{migrated} migrated, {len(report.failed)} failed ({report.seconds:.2f} s)")
     if verbose:
-        click.echo("(rerun resumes the failed tenants only)")
+        for at_head in report.at_head_ids:
+            click.echo(f"{at_head}: {report.head} already at head")
     if report.failed:
+        click.echo("rerun to resume the failed tenants; finished tenants are not touched")
         sys.exit(1)
 
 

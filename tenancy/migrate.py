@@ -75,6 +75,7 @@ class FanOutReport:
     head: str
     total: int = 0
     at_head: int = 0
+    at_head_ids: list[uuid.UUID] = field(default_factory=list)
     outcomes: list[TenantOutcome] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -88,9 +89,11 @@ def tenant_versions(conn: Any) -> dict[uuid.UUID, str | None]:
     tenants = [r.id for r in conn.execute(
         text("SELECT id FROM public.tenants WHERE status <> 'deleted' ORDER BY created_at, id")
     )]
+    # Filter schema names here, not with a regex in SQL: on freshly bulk-provisioned
+    # catalogs without statistics the planner nests the regex scan per row (quadratic).
     versioned = set(conn.scalars(text(
-        "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relname = 'alembic_version' AND n.nspname ~ '^t_[0-9a-f]{32}$'"
+        "SELECT c.relnamespace::regnamespace::text FROM pg_class c "
+        "WHERE c.relname = 'alembic_version' AND c.relkind = 'r'"
     )))
     parts = [
         f"SELECT '{schema_name(t)}' AS s, version_num FROM \"{schema_name(t)}\".alembic_version"
@@ -126,7 +129,8 @@ def upgrade_tenants(
         versions = {t: v for t, v in versions.items() if t in wanted}
     report.total = len(versions)
     todo = [(t, v) for t, v in versions.items() if v != head]
-    report.at_head = report.total - len(todo)
+    report.at_head_ids = [t for t, v in versions.items() if v == head]
+    report.at_head = len(report.at_head_ids)
     work = [(config, t, v, tuple(extra_version_locations)) for t, v in todo]
     for outcome in _run(work, jobs):
         report.outcomes.append(outcome)
@@ -137,17 +141,35 @@ def upgrade_tenants(
 
 
 def _run(work: list[tuple[Any, ...]], jobs: int) -> Iterator[TenantOutcome]:
-    if jobs <= 1 or len(work) <= 1:
-        yield from map(_migrate_one, work)
-        return
-    # fork: workers inherit the imported code; each opens its own connections.
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        yield from pool.map(_migrate_one, work, chunksize=max(1, len(work) // (jobs * 8)))
+    try:
+        if jobs <= 1 or len(work) <= 1:
+            yield from map(_migrate_one, work)
+            return
+        # fork: workers inherit the imported code. No pooled connection may be inherited:
+        # the parent holds none (see finally), and each worker opens its own.
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                                 initializer=_forget_inherited_engines) as pool:
+            yield from pool.map(_migrate_one, work, chunksize=max(1, len(work) // (jobs * 8)))
+    finally:
+        _dispose_worker_engines()
 
 
 _worker_engines: dict[str, Engine] = {}
 _worker_scripts: dict[tuple[Path, ...], ScriptDirectory] = {}
+
+
+def _dispose_worker_engines() -> None:
+    for engine in _worker_engines.values():
+        engine.dispose()
+    _worker_engines.clear()
+
+
+def _forget_inherited_engines() -> None:
+    """In a forked worker: drop engines copied from the parent without touching their sockets."""
+    for engine in _worker_engines.values():
+        engine.dispose(close=False)
+    _worker_engines.clear()
 
 
 def _worker_engine(config: DatabaseConfig) -> Engine:

@@ -73,14 +73,15 @@ def secure_tenant_schema(conn: Connection, schema: str, *, app_role: str) -> Non
 def verify_app_role(engine: Engine) -> None:
     """Refuse to serve if the app role could see across tenants.
 
-    Checked: the role is not superuser, has no BYPASSRLS, owns no table in a tenant
-    schema or public, and every tenant table forces row-level security.
+    Checked: the role is not superuser, has no BYPASSRLS, neither owns nor is a member
+    of a role that owns a table in a tenant schema or public (membership in the owner
+    role would inherit its platform policies), and every tenant table forces RLS.
     """
     with engine.connect() as conn:
         row = conn.execute(text("""
 SELECT r.rolname, r.rolsuper, r.rolbypassrls,
   (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p')
+    WHERE pg_has_role(r.oid, c.relowner, 'MEMBER') AND c.relkind IN ('r', 'p')
       AND (n.nspname = 'public' OR n.nspname ~ '^t_[0-9a-f]{32}$')) AS owned,
   (SELECT array_agg(n.nspname || '.' || c.relname ORDER BY 1) FROM pg_class c
      JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -95,7 +96,7 @@ FROM pg_roles r WHERE r.rolname = current_user
     if row.rolbypassrls:
         problems.append("has BYPASSRLS")
     if row.owned:
-        problems.append(f"owns {row.owned} table(s)")
+        problems.append(f"owns (or is a member of a role owning) {row.owned} table(s)")
     if row.unforced:
         problems.append(f"{len(row.unforced)} tenant table(s) lack FORCE ROW LEVEL SECURITY")
     if problems:
