@@ -1,1 +1,1 @@
-"""LLM gateway (issue 3): provider client, metering, budgets, simulator. Not built yet."""
+"""LLM gateway: provider client, simulator, tokens, pseudonymisation (metering: not yet)."""

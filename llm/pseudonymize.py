@@ -1,0 +1,129 @@
+"""Replace a client's identifiers by stable placeholders before text leaves the process.
+
+Names are matched as whole words, case-insensitively, also alone (surname or first
+name), with titles ("Mr. Quenstedt", "Frau Quenstedt") and possessives
+("Quenstedt's"), because the placeholder replaces only the name itself. Dates of birth
+are matched in ISO and German notation; e-mail, phone and address literally (phone
+ignoring spacing). The mapping lives only in this object: it is never logged or sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The known identifiers of one person in the prompt."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    date_of_birth: dt.date | None = None
+    email: str | None = None
+    phone: str | None = None
+    address: str | None = None
+
+
+def _date_variants(day: dt.date) -> list[str]:
+    return [
+        day.isoformat(),
+        f"{day.day:02d}.{day.month:02d}.{day.year}",
+        f"{day.day}.{day.month}.{day.year}",
+        f"{day.day:02d}/{day.month:02d}/{day.year}",
+    ]
+
+
+def _phone_pattern(phone: str) -> str | None:
+    digits = re.sub(r"\D", "", phone)
+    if digits.startswith("00"):
+        digits = digits[2:]
+    if len(digits) < 5:
+        return None
+    variants = {digits}
+    if phone.strip().startswith(("+", "00")) and digits.startswith("49"):
+        variants.add("0" + digits[2:])  # German national notation of +49 numbers
+        variants.add("0049" + digits[2:])
+    elif digits.startswith("0"):
+        variants.add("49" + digits[1:])
+    # Any spacing or punctuation between the digits; optional leading +.
+    alternatives = ("[\\s\\-/().]*".join(re.escape(d) for d in v) for v in sorted(variants))
+    return r"\+?(?:" + "|".join(alternatives) + r")(?!\d)"
+
+
+@dataclass
+class Pseudonymizer:
+    """Maps identifiers to placeholders (``[PERSON_1_LAST]`` ...) and back."""
+
+    _rules: list[tuple[int, re.Pattern[str], str]] = field(default_factory=list)
+    _originals: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_people(cls, people: Iterable[Identity]) -> Pseudonymizer:
+        self = cls()
+        for number, person in enumerate(people, start=1):
+            self._add_person(number, person)
+        # Contact details before names (an e-mail address contains the surname), then
+        # longest first, so "Anna-Lena" wins over "Anna".
+        self._rules.sort(key=lambda rule: (rule[0], -len(rule[1].pattern)))
+        return self
+
+    def _add(self, pattern: str, placeholder: str, original: str, *, words: bool) -> None:
+        if words:
+            pattern = rf"(?<![\w]){pattern}(?![\w])"
+        priority = 1 if placeholder.endswith(("_FIRST]", "_LAST]")) else 0
+        self._rules.append((priority, re.compile(pattern, re.IGNORECASE), placeholder))
+        self._originals.setdefault(placeholder, original)
+
+    def _add_person(self, n: int, person: Identity) -> None:
+        for part, value in (("FIRST", person.first_name), ("LAST", person.last_name)):
+            if value and len(value.strip()) >= 2:
+                value = value.strip()
+                self._add(re.escape(value), f"[PERSON_{n}_{part}]", value, words=True)
+                # Hyphenated or double names: each part alone identifies too.
+                for piece in re.split(r"[\s\-]+", value):
+                    if len(piece) >= 3 and piece != value:
+                        self._add(re.escape(piece), f"[PERSON_{n}_{part}]", value, words=True)
+        if person.date_of_birth:
+            for variant in _date_variants(person.date_of_birth):
+                self._add(re.escape(variant), f"[PERSON_{n}_DOB]",
+                          person.date_of_birth.isoformat(), words=True)
+        if person.email:
+            self._add(re.escape(person.email), f"[PERSON_{n}_EMAIL]", person.email, words=False)
+        if person.phone and (pattern := _phone_pattern(person.phone)):
+            self._add(pattern, f"[PERSON_{n}_PHONE]", person.phone, words=False)
+        if person.address and len(person.address.strip()) >= 4:
+            self._add(re.escape(person.address.strip()), f"[PERSON_{n}_ADDRESS]",
+                      person.address.strip(), words=False)
+
+    def pseudonymize(self, text: str) -> str:
+        for _priority, pattern, placeholder in self._rules:
+            text = pattern.sub(placeholder, text)
+        return text
+
+    def pseudonymize_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**m, "content": self.pseudonymize(m["content"])}
+                if isinstance(m.get("content"), str) else dict(m) for m in messages]
+
+    def restore(self, text: str) -> str:
+        for placeholder, original in self._originals.items():
+            text = text.replace(placeholder, original)
+        return text
+
+    def restore_stream(self, pieces: Iterable[str]) -> Iterator[str]:
+        """Restore placeholders in streamed text, also when one is split across pieces."""
+        pending = ""
+        for piece in pieces:
+            pending += piece
+            cut = pending.rfind("[")
+            if cut != -1 and "]" not in pending[cut:] and len(pending) - cut <= 32:
+                ready, pending = pending[:cut], pending[cut:]
+            else:
+                ready, pending = pending, ""
+            if ready:
+                yield self.restore(ready)
+        if pending:
+            yield self.restore(pending)

@@ -1,0 +1,63 @@
+"""Client identifiers never leave the process; replies come back with real names."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from llm.pseudonymize import Identity, Pseudonymizer
+
+PERSON = Identity(first_name="Quentin", last_name="Quenstedt", date_of_birth=dt.date(1985, 4, 12),
+                  email="q.quenstedt@example.org", phone="+49 30 1234567",
+                  address="Hauptstraße 5, 10115 Berlin")
+
+
+@pytest.fixture
+def p() -> Pseudonymizer:
+    return Pseudonymizer.for_people([PERSON])
+
+
+@pytest.mark.parametrize("mention", [
+    "Quentin Quenstedt", "Quenstedt", "Quentin", "QUENSTEDT", "quentin",
+    "Quenstedt's", "Mr. Quenstedt", "Herr Quenstedt", "Frau Quenstedt",
+    "1985-04-12", "12.04.1985", "12.4.1985", "q.quenstedt@example.org",
+    "+49 30 1234567", "030 1234567", "030/123 45 67", "+49 (30) 123-4567", "0049301234567",
+    "Hauptstraße 5, 10115 Berlin",
+])
+def test_identifier_is_replaced(p, mention):
+    text = f"Session notes: {mention} talked about work."
+    masked = p.pseudonymize(text)
+    for secret in ("Quenstedt", "Quentin", "1985", "1234567", "example.org", "Hauptstraße"):
+        assert secret.lower() not in masked.lower(), masked
+    assert "[PERSON_1_" in masked
+
+
+def test_words_containing_the_name_are_kept(p):
+    text = "Quenstedtstrasse and Quentinsburg are places."
+    assert p.pseudonymize(text) == text
+
+
+def test_restore_roundtrip(p):
+    text = "Mr. Quenstedt's sister called Quentin on 030 1234567."
+    masked = p.pseudonymize(text)
+    assert masked == "Mr. [PERSON_1_LAST]'s sister called [PERSON_1_FIRST] on [PERSON_1_PHONE]."
+    assert p.restore(masked) == "Mr. Quenstedt's sister called Quentin on +49 30 1234567."
+
+
+def test_restore_stream_handles_split_placeholders(p):
+    pieces = ["Today [PERS", "ON_1_LA", "ST] said ", "[PERSON_1_FIRST]", " is fine [x"]
+    assert "".join(p.restore_stream(pieces)) == "Today Quenstedt said Quentin is fine [x"
+
+
+def test_hyphenated_first_name_parts():
+    p = Pseudonymizer.for_people([Identity(first_name="Anna-Lena", last_name="Schmidt")])
+    masked = p.pseudonymize("Anna-Lena, also called Lena or Anna, met Ms Schmidt.")
+    assert "Anna" not in masked and "Lena" not in masked and "Schmidt" not in masked
+
+
+def test_messages_are_copied_not_mutated(p):
+    messages = [{"role": "user", "content": "Quenstedt"}]
+    masked = p.pseudonymize_messages(messages)
+    assert masked == [{"role": "user", "content": "[PERSON_1_LAST]"}]
+    assert messages == [{"role": "user", "content": "Quenstedt"}]
