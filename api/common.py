@@ -8,9 +8,8 @@ from collections.abc import Iterable
 from flask import Response, g, request
 
 from api.auth import principal
-from api.db import session
+from api.db import AUDIT_KEY, session
 from api.errors import abort
-from models import AuditEvent
 
 
 def etag_of(version: int, record_id: uuid.UUID) -> str:
@@ -39,14 +38,18 @@ def with_etag(response: Response, version: int, record_id: uuid.UUID) -> Respons
 
 
 def audit(action: str, resource_type: str, ids: Iterable[uuid.UUID]) -> None:
-    """Append an audit event to the request's transaction (no clinical text, ever)."""
+    """Append an audit event to the request's transaction (no clinical text, ever).
+
+    The row is written right before the commit, in the same round trip
+    (``api.db.commit_request``); a request that fails writes neither.
+    """
     p = principal()
     assert p.role is not None
-    session().add(AuditEvent(
-        actor_id=p.user_id,
-        actor_role=p.role,
-        action=action,
-        resource_type=resource_type,
-        resource_ids=list(ids),
-        request_id=g.get("request_id"),
-    ))
+    session().info.setdefault(AUDIT_KEY, []).append({
+        "actor_id": p.user_id,
+        "actor_role": p.role,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_ids": list(ids),
+        "request_id": g.get("request_id"),
+    })

@@ -20,6 +20,13 @@ from tenancy.database import DatabaseConfig, create_app_engine, create_owner_eng
 from tenancy.security import verify_app_role
 
 EXTENSION = "clinai_db"
+AUDIT_KEY = "audit_events"
+# Resolved in the tenant schema through the transaction's search_path.
+_AUDIT_INSERT = (
+    "INSERT INTO audit_events (actor_id, actor_role, action, resource_type, resource_ids, "
+    "request_id) VALUES (%(actor_id)s, %(actor_role)s, %(action)s, %(resource_type)s, "
+    "%(resource_ids)s::uuid[], %(request_id)s)"
+)
 
 
 @dataclass
@@ -80,7 +87,7 @@ def init_app(app: Flask) -> None:
         if session is not None:
             try:
                 if response.status_code < 400:
-                    session.commit()
+                    commit_request(session)
             finally:
                 session.close()
         return response
@@ -90,6 +97,19 @@ def init_app(app: Flask) -> None:
         session: Session | None = g.pop("db_session", None)
         if session is not None:
             session.close()
+
+
+def commit_request(session: Session) -> None:
+    """Commit the request's work with its audit events: insert and COMMIT in one round trip."""
+    events = session.info.pop(AUDIT_KEY, [])
+    if events:
+        session.flush()
+        driver = session.connection().connection.driver_connection
+        with driver.pipeline():  # type: ignore[union-attr]
+            with driver.cursor() as cursor:  # type: ignore[union-attr]
+                cursor.executemany(_AUDIT_INSERT, events)
+            driver.commit()  # type: ignore[union-attr]
+    session.commit()  # SQLAlchemy's bookkeeping; the driver is already idle
 
 
 def get_db() -> Database:

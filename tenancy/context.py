@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from tenancy.errors import NotAMember, TenantInactive, TenantUnknown
@@ -26,15 +26,16 @@ RELAXED_COMMIT_KEY = "relaxed_commit"
 
 # set_config(..., true) is transaction-local. The membership function is SECURITY DEFINER
 # (see migrations/versions/0001_registry.py), so the check does not depend on the order in
-# which the two settings are evaluated.
-_ENTER_TENANT = text("""
-SELECT set_config('search_path', CAST(:search_path AS text), true) AS search_path,
-       set_config('app.tenant_id', CAST(:tenant_id AS text), true) AS tenant_id,
-       CASE WHEN :relaxed THEN set_config('synchronous_commit', 'off', true) END AS sync,
+# which the two settings are evaluated. psycopg placeholders: this statement is sent on
+# the driver connection in pipeline mode, together with the transaction's BEGIN.
+_ENTER_TENANT = """
+SELECT set_config('search_path', %(search_path)s::text, true) AS search_path,
+       set_config('app.tenant_id', %(tenant_id)s::text, true) AS tenant_id,
+       CASE WHEN %(relaxed)s THEN set_config('synchronous_commit', 'off', true) END AS sync,
        m.tenant_status, m.member_role
 FROM (SELECT 1) AS one
-LEFT JOIN public.tenant_membership(CAST(:tenant_uuid AS uuid), CAST(:user_id AS text)) AS m ON true
-""")
+LEFT JOIN public.tenant_membership(%(tenant_id)s::uuid, %(user_id)s::text) AS m ON true
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,23 +58,26 @@ def enter_tenant(connection: Connection, context: TenantContext, *,
     act in the tenant. ``relaxed_commit`` turns off the commit's wait for the WAL flush in
     this transaction only (see docs/decisions/audit-durability.md).
     """
-    row = connection.execute(
-        _ENTER_TENANT,
-        {
-            "search_path": f"{context.schema}, public",
-            "tenant_id": str(context.tenant_id),
-            "tenant_uuid": context.tenant_id,
-            "user_id": context.user_id,
-            "relaxed": relaxed_commit,
-        },
-    ).one()
-    if row.tenant_status is None:
+    driver = connection.connection.driver_connection
+    params = {
+        "search_path": f"{context.schema}, public",
+        "tenant_id": str(context.tenant_id),
+        "user_id": context.user_id,
+        "relaxed": relaxed_commit,
+    }
+    # Pipeline mode sends psycopg's implicit BEGIN and this statement in one round trip.
+    with driver.pipeline():  # type: ignore[union-attr]
+        cursor = driver.execute(_ENTER_TENANT, params)  # type: ignore[union-attr]
+    row = cursor.fetchone()
+    assert row is not None
+    tenant_status, member_role = row[3], row[4]
+    if tenant_status is None:
         raise TenantUnknown("the token names an unknown tenant")
-    if row.tenant_status != "active":
-        raise TenantInactive(f"the tenant is {row.tenant_status}")
-    if row.member_role is None:
+    if tenant_status != "active":
+        raise TenantInactive(f"the tenant is {tenant_status}")
+    if member_role is None:
         raise NotAMember("the caller is not a member of this tenant")
-    return str(row.member_role)
+    return str(member_role)
 
 
 def install(factory: sessionmaker[Session]) -> None:

@@ -82,7 +82,7 @@ class MembersById(MethodView):
 @blp.route("/audit-events")
 class AuditEvents(MethodView):
     @tenant_member("admin")
-    @blp.arguments(AuditQueryArgsSchema, location="query")
+    @blp.arguments(AuditQueryArgsSchema(), location="query")
     @blp.response(200, AuditEventSchema(many=True))
     @blp.paginate()
     def get(self, args: dict[str, Any], pagination_parameters: Any) -> list[Any]:

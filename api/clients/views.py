@@ -24,7 +24,7 @@ CLINICAL_ROLES = ("admin", "therapist")
 @blp.route("")
 class Clients(MethodView):
     @tenant_member(*CLINICAL_ROLES)
-    @blp.arguments(ClientQueryArgsSchema, location="query")
+    @blp.arguments(ClientQueryArgsSchema(), location="query")
     @blp.response(200, ClientSchema(many=True))
     @blp.paginate()
     def get(self, args: dict[str, Any], pagination_parameters: Any) -> list[Any]:
