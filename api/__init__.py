@@ -10,11 +10,13 @@ from flask import Flask
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Create the app: defaults, then environment, then ``test_config`` overrides."""
-    from api import auth, cli, db, errors, logs, settings
+    from api import auth, cli, db, errors, llm, logs, settings
     from api.admin.views import blp as admin_blp
     from api.b2c.views import blp as b2c_blp
     from api.clients.views import blp as clients_blp
+    from api.conversations.views import blp as conversations_blp
     from api.docs import bp as docs_bp
+    from api.drafts.views import blp as drafts_blp
     from api.health import bp as health_bp
     from api.notes.views import blp as notes_blp
     from api.onboarding.views import blp as onboarding_blp
@@ -47,9 +49,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     auth.init_app(app)
     errors.init_app(app)
+    llm.init_app(app)
     api = errors.Api(app)
     for blueprint in (onboarding_blp, tenant_blp, admin_blp, clients_blp, sessions_blp,
-                      notes_blp, b2c_blp):
+                      notes_blp, drafts_blp, conversations_blp, b2c_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health_bp)
     app.register_blueprint(docs_bp)

@@ -13,7 +13,12 @@ from api.db import get_db
 from tenancy.database import ensure_roles
 from tenancy.errors import TenancyError
 from tenancy.migrate import TenantOutcome, upgrade_public, upgrade_tenants
-from tenancy.provisioning import create_tenant, list_tenants, set_tenant_status
+from tenancy.provisioning import (
+    create_tenant,
+    list_tenants,
+    set_tenant_status,
+    set_token_budget,
+)
 
 tenancy_cli = AppGroup("tenancy", help="Manage tenants and migrate their schemas.")
 dev_cli = AppGroup("dev", help="Development helpers (APP_ENV=development only).")
@@ -103,6 +108,19 @@ def suspend(tenant_id: uuid.UUID) -> None:
 def activate(tenant_id: uuid.UUID) -> None:
     """Reactivate a suspended tenant."""
     _set_status(tenant_id, "active")
+
+
+@tenancy_cli.command("set-budget")
+@click.argument("tenant_id", callback=_uuid)
+@click.option("--monthly-tokens", required=True, type=click.IntRange(0, 10**12),
+              help="Tokens the practice may use per calendar month (UTC).")
+def set_budget(tenant_id: uuid.UUID, monthly_tokens: int) -> None:
+    """Set a tenant's monthly LLM token budget."""
+    try:
+        set_token_budget(get_db().owner_engine, tenant_id, monthly_tokens)
+    except TenancyError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"{tenant_id}\tmonthly_tokens={monthly_tokens}")
 
 
 @dev_cli.command("token")

@@ -37,6 +37,7 @@ class Database:
     _owner: Engine | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _verified: bool = False
+    extra_engines: list[Engine] = field(default_factory=list)
 
     @property
     def owner_engine(self) -> Engine:
@@ -48,6 +49,8 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (tests, shutdown)."""
         self.engine.dispose()
+        for engine in self.extra_engines:
+            engine.dispose()
         if self._owner is not None:
             self._owner.dispose()
 
@@ -72,6 +75,11 @@ def database_config(app: Flask) -> DatabaseConfig:
         password_file=Path(app.instance_path) / "database-app-password",
         pool_size=c["DATABASE_POOL_SIZE"],
     )
+
+
+def get_db_config(app: Flask) -> DatabaseConfig:
+    db: Database = app.extensions[EXTENSION]
+    return db.config
 
 
 def init_app(app: Flask) -> None:

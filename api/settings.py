@@ -26,6 +26,15 @@ DEFAULTS: dict[str, Any] = {
     "B2C_CONNECTOR_USERNAME": None,
     "B2C_CONNECTOR_PASSWORD": None,
     "INVITATION_TTL_HOURS": 168,
+    "AZURE_OPENAI_ENDPOINT": None,
+    "AZURE_OPENAI_API_KEY": None,
+    "OPENAI_API_VERSION": "2024-10-21",
+    "AZURE_OPENAI_CHAT_DEPLOYMENT": "gpt-4o-mini",
+    "LLM_DEFAULT_MONTHLY_TOKEN_BUDGET": 2_000_000,
+    "LLM_TENANT_REQUESTS_PER_MINUTE": 60,
+    "LLM_TENANT_TOKENS_PER_MINUTE": 200_000,
+    "LLM_TIMEOUT_SECONDS": 60,
+    "LLM_MAX_ATTEMPTS": 3,
     "LOG_LEVEL": "INFO",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": None,
     # Bodies above 1 MiB are refused with 413 before they are parsed.
@@ -34,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
 
 _INT_SETTINGS = {
     "DATABASE_POOL_SIZE", "AUTH_CLOCK_SKEW_SECONDS", "INVITATION_TTL_HOURS", "MAX_CONTENT_LENGTH",
+    "LLM_DEFAULT_MONTHLY_TOKEN_BUDGET", "LLM_TENANT_REQUESTS_PER_MINUTE",
+    "LLM_TENANT_TOKENS_PER_MINUTE", "LLM_TIMEOUT_SECONDS", "LLM_MAX_ATTEMPTS",
 }
 DEV_AUDIENCE = "clinai-dev-api"
 
@@ -59,16 +70,21 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+def _secure_url(url: str) -> bool:
+    parsed = urlparse(url)
+    loopback = parsed.hostname in {"localhost", "127.0.0.1", "::1"}
+    return parsed.scheme == "https" or (parsed.scheme == "http" and loopback)
+
+
 def validate(config: Mapping[str, Any]) -> None:
     """Refuse configurations that would be unsafe or cannot work."""
     if not config.get("DATABASE_URL"):
         raise ConfigError("DATABASE_URL is not set")
+    for key in ("AUTH_OIDC_METADATA_URL", "AZURE_OPENAI_ENDPOINT"):
+        if config.get(key) and not _secure_url(config[key]):
+            raise ConfigError(f"{key} must be https (plain http only on loopback)")
     metadata_url = config.get("AUTH_OIDC_METADATA_URL")
     if metadata_url:
-        parsed = urlparse(metadata_url)
-        loopback = parsed.hostname in {"localhost", "127.0.0.1", "::1"}
-        if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
-            raise ConfigError("AUTH_OIDC_METADATA_URL must be https (plain http only on loopback)")
         if not config.get("AUTH_AUDIENCE"):
             raise ConfigError("AUTH_AUDIENCE is required with AUTH_OIDC_METADATA_URL")
     elif config.get("APP_ENV") != "development":

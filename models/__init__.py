@@ -14,7 +14,10 @@ This package imports nothing else of ours.
 from models.audit_event import AuditEvent
 from models.base import SharedBase, TenantBase
 from models.client import Client
+from models.conversation import Conversation, ConversationMessage
 from models.invitation import Invitation
+from models.llm_budget import LlmBudget
+from models.llm_usage import LlmUsage
 from models.membership import Membership
 from models.note import Note
 from models.tenant import Tenant
@@ -24,7 +27,11 @@ from models.therapy_session import TherapySession
 __all__ = [
     "AuditEvent",
     "Client",
+    "Conversation",
+    "ConversationMessage",
     "Invitation",
+    "LlmBudget",
+    "LlmUsage",
     "Membership",
     "Note",
     "SharedBase",

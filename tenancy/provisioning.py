@@ -104,3 +104,17 @@ def set_tenant_status(owner_engine: Engine, tenant_id: uuid.UUID, status: str) -
     if row is None:
         raise TenantUnknown("no such tenant")
     return TenantRecord(id=row.id, name=row.name, schema_name=row.schema_name, status=row.status)
+
+
+def set_token_budget(owner_engine: Engine, tenant_id: uuid.UUID, monthly_tokens: int) -> None:
+    """Set a tenant's monthly LLM token budget (the platform's decision, not the tenant's)."""
+    with owner_engine.begin() as conn:
+        exists = conn.scalar(text("SELECT 1 FROM public.tenants WHERE id = :i"), {"i": tenant_id})
+        if not exists:
+            raise TenantUnknown("no such tenant")
+        conn.execute(text("""
+INSERT INTO public.llm_budgets (tenant_id, monthly_tokens, period)
+VALUES (:i, :m, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'))
+ON CONFLICT (tenant_id) DO UPDATE SET monthly_tokens = EXCLUDED.monthly_tokens,
+    updated_at = now()
+"""), {"i": tenant_id, "m": monthly_tokens})

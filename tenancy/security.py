@@ -16,11 +16,14 @@ from tenancy.errors import UnsafeDatabaseRole
 
 TENANT_SCHEMA_RE = re.compile(r"^t_[0-9a-f]{32}$")
 # Tenant-scoped tables of the public schema (table -> column holding the tenant id).
-PUBLIC_TENANT_TABLES = {"tenants": "id", "memberships": "tenant_id", "invitations": "tenant_id"}
+PUBLIC_TENANT_TABLES = {"tenants": "id", "memberships": "tenant_id", "invitations": "tenant_id",
+                        "llm_budgets": "tenant_id", "llm_usage": "tenant_id"}
 PUBLIC_APP_GRANTS = {
     "tenants": "SELECT",
     "memberships": "SELECT, INSERT, UPDATE, DELETE",
     "invitations": "SELECT, INSERT, UPDATE, DELETE",
+    "llm_budgets": "SELECT, INSERT, UPDATE",
+    "llm_usage": "SELECT, INSERT",  # append-only ledger
 }
 PUBLIC_APP_FUNCTIONS = (
     "tenant_membership(uuid, text)",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, any_, select
+from sqlalchemy import Select, any_, select, text
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
@@ -76,3 +77,37 @@ def audit_query(args: dict[str, Any]) -> Select[AuditEvent]:
     if "action" in args:
         query = query.where(AuditEvent.action == args["action"])
     return query
+
+
+def usage_report(db: Session, period: str) -> dict[str, Any]:
+    """Sum the tenant's LLM usage ledger for one month (UTC), with breakdowns."""
+    year, month = (int(x) for x in period.split("-"))
+    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
+    end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.UTC)
+    rows = db.execute(text("""
+SELECT feature, deployment, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
+       sum(prompt_tokens) AS prompt, sum(completion_tokens) AS completion,
+       sum(cost) AS cost, count(*) AS calls
+FROM public.llm_usage WHERE created_at >= :start AND created_at < :end
+GROUP BY 1, 2, 3 ORDER BY 3, 1, 2
+"""), {"start": start, "end": end}).all()
+
+    def empty() -> dict[str, Any]:
+        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+                "cost": Decimal(0), "calls": 0}
+
+    def add(into: dict[str, Any], row: Any) -> None:
+        into["prompt_tokens"] += int(row.prompt)
+        into["completion_tokens"] += int(row.completion)
+        into["total_tokens"] += int(row.prompt) + int(row.completion)
+        into["cost"] += row.cost
+        into["calls"] += int(row.calls)
+
+    report: dict[str, Any] = {"period": period, **empty(), "by_feature": {}, "by_model": {},
+                              "by_day": {}}
+    for row in rows:
+        add(report, row)
+        for key, name in (("by_feature", row.feature), ("by_model", row.deployment),
+                          ("by_day", row.day)):
+            add(report[key].setdefault(name, empty()), row)
+    return report

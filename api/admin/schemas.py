@@ -47,3 +47,32 @@ class AuditQueryArgsSchema(ma.Schema):
     resource_id = ma.fields.UUID()
     actor_id = ma.fields.String(validate=validate.Length(max=255))
     action = ma.fields.String(validate=validate.Length(max=64))
+
+
+class UsageQueryArgsSchema(ma.Schema):
+    period = ma.fields.String(
+        validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="Use YYYY-MM."),
+        metadata={"description": "Month, YYYY-MM (default: the current month, UTC)"})
+
+
+class UsageTotalsSchema(ma.Schema):
+    prompt_tokens = ma.fields.Integer()
+    completion_tokens = ma.fields.Integer()
+    total_tokens = ma.fields.Integer()
+    cost = ma.fields.Decimal(as_string=True)
+    calls = ma.fields.Integer()
+
+
+class UsageBudgetSchema(ma.Schema):
+    monthly_tokens = ma.fields.Integer()
+    used = ma.fields.Integer()
+    reserved = ma.fields.Integer()
+    remaining = ma.fields.Integer()
+
+
+class UsageSchema(UsageTotalsSchema):
+    period = ma.fields.String()
+    by_feature = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(UsageTotalsSchema))
+    by_model = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(UsageTotalsSchema))
+    by_day = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(UsageTotalsSchema))
+    budget = ma.fields.Nested(UsageBudgetSchema)

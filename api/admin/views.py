@@ -17,9 +17,12 @@ from api.admin.schemas import (
     InvitationSchema,
     MemberPatchSchema,
     MemberSchema,
+    UsageQueryArgsSchema,
+    UsageSchema,
 )
 from api.auth import principal, tenant_member
 from api.db import session
+from api.llm import gateway
 from api.pagination import fetch_page
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin",
@@ -93,3 +96,18 @@ class AuditEvents(MethodView):
         )
         pagination_parameters.item_count = total
         return items
+
+
+@blp.route("/usage")
+class Usage(MethodView):
+    @tenant_member("admin")
+    @blp.arguments(UsageQueryArgsSchema(), location="query")
+    @blp.response(200, UsageSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Show the practice's LLM token usage for a month, with its budget."""
+        period = args.get("period") or dt.datetime.now(dt.UTC).strftime("%Y-%m")
+        report = operations.usage_report(session(), period)
+        p = principal()
+        assert p.tenant_id is not None
+        report["budget"] = gateway().ledger.budget(p.tenant_id)
+        return report

@@ -1,0 +1,173 @@
+"""Case chat: discuss a client's case with the model; history lives in the tenant schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response, g, make_response, stream_with_context
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from api.auth import principal, tenant_member
+from api.clients.operations import get_client, visible_clients
+from api.common import audit
+from api.conversations.schemas import (
+    ConversationSchema,
+    MessageCreateSchema,
+    MessageSchema,
+)
+from api.db import commit_request, open_tenant_session, session
+from api.drafts.views import identity_of
+from api.errors import abort
+from api.llm import gateway
+from api.pagination import fetch_page
+from api.sse import event, wants_event_stream
+from llm.errors import LLMError
+from llm.gateway import CallContext, Usage
+from llm.prompts import CHAT_HISTORY, CHAT_MAX_TOKENS, chat_messages
+from llm.pseudonymize import Pseudonymizer
+from models import Client, Conversation, ConversationMessage
+from tenancy.context import TenantContext
+
+blp = Blueprint("conversations", __name__, url_prefix="/api/v1",
+                description="Case chat with the model about one client.")
+ROLES = ("admin", "therapist")
+
+
+def _conversation(conversation_id: uuid.UUID) -> tuple[Conversation, Client]:
+    p = principal()
+    row = session().execute(
+        select(Conversation, Client).join(Client, Client.id == Conversation.client_id)
+        .where(Conversation.id == conversation_id)
+        .where(Client.id.in_(visible_clients(p).with_only_columns(Client.id)))
+    ).one_or_none()
+    if row is None:
+        abort(404, "not_found", "No such conversation.")
+    return row[0], row[1]
+
+
+def _save_turn(conversation_id: uuid.UUID, question: str, answer: str,
+               usage: Usage) -> ConversationMessage:
+    db, p = session(), principal()
+    # Explicit times: now() is the transaction's start, the same for both turns.
+    asked_at = dt.datetime.now(dt.UTC)
+    asked = ConversationMessage(conversation_id=conversation_id, role="user", content=question,
+                                author_id=p.user_id, created_at=asked_at)
+    db.add(asked)
+    answered = ConversationMessage(conversation_id=conversation_id, role="assistant",
+                                   content=answer, prompt_tokens=usage.prompt_tokens,
+                                   completion_tokens=usage.completion_tokens,
+                                   created_at=asked_at + dt.timedelta(microseconds=1))
+    db.add(answered)
+    db.flush()
+    db.refresh(answered)
+    audit("conversation.message", "conversation", [conversation_id])
+    return answered
+
+
+@blp.route("/clients/<uuid:client_id>/conversations")
+class ClientConversations(MethodView):
+    @tenant_member(*ROLES)
+    @blp.response(200, ConversationSchema(many=True))
+    @blp.paginate()
+    def get(self, client_id: uuid.UUID, pagination_parameters: Any) -> list[Any]:
+        """List a client's conversations, newest first."""
+        db = session()
+        client = get_client(db, principal(), client_id)
+        items, total = fetch_page(
+            db, select(Conversation).where(Conversation.client_id == client.id)
+            .order_by(Conversation.created_at.desc(), Conversation.id),
+            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size)
+        pagination_parameters.item_count = total
+        audit("conversation.list", "conversation", (c.id for c in items))
+        return items
+
+    @tenant_member(*ROLES)
+    @blp.response(201, ConversationSchema)
+    def post(self, client_id: uuid.UUID) -> Any:
+        """Start a conversation about a client."""
+        db, p = session(), principal()
+        client = get_client(db, p, client_id)
+        conversation = Conversation(client_id=client.id, created_by=p.user_id)
+        db.add(conversation)
+        db.flush()
+        db.refresh(conversation)
+        audit("conversation.create", "conversation", [conversation.id])
+        return conversation
+
+
+@blp.route("/conversations/<uuid:conversation_id>/messages")
+class ConversationMessages(MethodView):
+    @tenant_member(*ROLES)
+    @blp.response(200, MessageSchema(many=True))
+    @blp.paginate()
+    def get(self, conversation_id: uuid.UUID, pagination_parameters: Any) -> list[Any]:
+        """Show a conversation's messages, oldest first."""
+        conversation, _client = _conversation(conversation_id)
+        items, total = fetch_page(
+            session(), select(ConversationMessage)
+            .where(ConversationMessage.conversation_id == conversation.id)
+            .order_by(ConversationMessage.created_at, ConversationMessage.id),
+            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size)
+        pagination_parameters.item_count = total
+        audit("conversation.read", "conversation", [conversation.id])
+        return items
+
+    @tenant_member(*ROLES)
+    @blp.arguments(MessageCreateSchema, example={
+        "content": "How could I address the avoidance pattern next session?"})
+    @blp.response(201, MessageSchema)
+    @blp.alt_response(429, description="Token budget exhausted or rate limited")
+    @blp.alt_response(503, description="The AI service is unavailable")
+    @blp.doc(description="With `Accept: text/event-stream` the reply streams as `delta` "
+                         "events and ends with `done` ({message_id, usage}) or `error`.")
+    def post(self, data: dict[str, Any], conversation_id: uuid.UUID) -> Response:
+        """Ask the model; returns its reply. Both turns are saved only on success."""
+        db, p = session(), principal()
+        conversation, client = _conversation(conversation_id)
+        history = [(m.role, m.content) for m in db.scalars(
+            select(ConversationMessage)
+            .where(ConversationMessage.conversation_id == conversation.id)
+            .order_by(ConversationMessage.created_at.desc(), ConversationMessage.id.desc())
+            .limit(CHAT_HISTORY))][::-1]
+        pseudonymizer = Pseudonymizer.for_people([identity_of(client)])
+        messages = chat_messages(history, data["content"])
+        audit("conversation.read", "conversation", [conversation.id])
+        commit_request(db)
+        assert p.tenant_id is not None
+        ctx = CallContext(tenant_id=p.tenant_id, user_id=p.user_id, feature="case_chat",
+                          request_id=g.get("request_id"))
+        if not wants_event_stream():
+            completion = gateway().complete(ctx, messages, max_tokens=CHAT_MAX_TOKENS,
+                                            pseudonymizer=pseudonymizer)
+            answer = _save_turn(conversation.id, data["content"], completion.text,
+                                completion.usage)
+            return make_response(MessageSchema().dump(answer), 201)
+        stream = gateway().stream(ctx, messages, max_tokens=CHAT_MAX_TOKENS,
+                                  pseudonymizer=pseudonymizer)
+        context = TenantContext(tenant_id=p.tenant_id, user_id=p.user_id)
+
+        def generate() -> Iterator[str]:
+            try:
+                for piece in stream:
+                    yield event("delta", {"text": piece})
+            except LLMError as exc:
+                yield event("error", {"error": exc.code, "message": exc.message})
+                return
+            finally:
+                stream.close()
+            assert stream.usage is not None
+            turn_session = open_tenant_session(context)
+            try:
+                answer = _save_turn(conversation.id, data["content"], stream.text, stream.usage)
+                commit_request(turn_session)
+            finally:
+                turn_session.close()
+            yield event("done", {"message_id": str(answer.id), "usage": stream.usage.as_dict()})
+
+        return Response(stream_with_context(generate()), status=201,
+                        mimetype="text/event-stream", headers={"Cache-Control": "no-store"})

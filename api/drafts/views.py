@@ -1,0 +1,112 @@
+"""AI-drafted notes from a session transcript."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import marshmallow as ma
+from flask import Response, g, make_response, stream_with_context
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import principal, tenant_member
+from api.common import audit, with_etag
+from api.db import commit_request, open_tenant_session, session
+from api.errors import abort
+from api.llm import gateway
+from api.notes.schemas import NoteSchema
+from api.sessions.operations import get_session
+from api.sse import event, wants_event_stream
+from llm.errors import LLMError
+from llm.gateway import CallContext
+from llm.prompts import DRAFT_MAX_TOKENS, draft_messages, parse_draft
+from llm.pseudonymize import Identity, Pseudonymizer
+from models import Client, Note
+from tenancy.context import TenantContext
+
+blp = Blueprint("drafts", __name__, url_prefix="/api/v1",
+                description="AI-drafted documentation. Drafts are never signed by the AI.")
+
+
+class DraftRequestSchema(ma.Schema):
+    format = ma.fields.String(required=True,
+                              validate=ma.validate.OneOf(["SOAP", "DAP", "BIRP"]))
+
+
+def identity_of(client: Client) -> Identity:
+    contact = client.contact or {}
+    return Identity(first_name=client.first_name, last_name=client.last_name,
+                    date_of_birth=client.date_of_birth, email=contact.get("email"),
+                    phone=contact.get("phone"), address=contact.get("address"))
+
+
+def _save_draft(session_id: uuid.UUID, note_format: str, text: str) -> Note:
+    p = principal()
+    db = session()
+    note = Note(session_id=session_id, format=note_format, content=parse_draft(note_format, text),
+                status="draft", source="ai", author_id=p.user_id)
+    db.add(note)
+    db.flush()
+    db.refresh(note)
+    audit("note.create", "note", [note.id])
+    return note
+
+
+@blp.route("/sessions/<uuid:session_id>/note-drafts")
+class NoteDrafts(MethodView):
+    @tenant_member("admin", "therapist")
+    @blp.arguments(DraftRequestSchema, example={"format": "SOAP"})
+    @blp.response(201, NoteSchema)
+    @blp.alt_response(429, description="Token budget exhausted or rate limited")
+    @blp.alt_response(503, description="The AI service is unavailable")
+    @blp.doc(description="With `Accept: text/event-stream` the draft streams as `delta` "
+                         "events and ends with `done` ({note_id, usage}) or `error`.")
+    def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Response:
+        """Draft a note from the session's transcript (status draft, source ai)."""
+        db, p = session(), principal()
+        record = get_session(db, p, session_id)
+        if not record.transcript:
+            abort(422, "no_transcript", "The session has no transcript to draft from.")
+        client = db.get(Client, record.client_id)
+        assert client is not None
+        pseudonymizer = Pseudonymizer.for_people([identity_of(client)])
+        messages = draft_messages(data["format"], record.transcript,
+                                  modality=record.modality,
+                                  duration_minutes=record.duration_minutes)
+        audit("session.read", "therapy_session", [record.id])
+        commit_request(db)  # no transaction is held open while the model writes
+        assert p.tenant_id is not None
+        ctx = CallContext(tenant_id=p.tenant_id, user_id=p.user_id, feature="note_draft",
+                          request_id=g.get("request_id"))
+        if not wants_event_stream():
+            completion = gateway().complete(ctx, messages, max_tokens=DRAFT_MAX_TOKENS,
+                                            pseudonymizer=pseudonymizer)
+            note = _save_draft(record.id, data["format"], completion.text)
+            response = make_response(NoteSchema().dump(note), 201)
+            return with_etag(response, note.version, note.id)
+        stream = gateway().stream(ctx, messages, max_tokens=DRAFT_MAX_TOKENS,
+                                  pseudonymizer=pseudonymizer)
+        context = TenantContext(tenant_id=p.tenant_id, user_id=p.user_id)
+
+        def generate() -> Iterator[str]:
+            try:
+                for piece in stream:
+                    yield event("delta", {"text": piece})
+            except LLMError as exc:
+                yield event("error", {"error": exc.code, "message": exc.message})
+                return
+            finally:
+                stream.close()
+            draft_session = open_tenant_session(context)
+            try:
+                note = _save_draft(record.id, data["format"], stream.text)
+                commit_request(draft_session)
+            finally:
+                draft_session.close()
+            assert stream.usage is not None
+            yield event("done", {"note_id": str(note.id), "usage": stream.usage.as_dict()})
+
+        return Response(stream_with_context(generate()), status=201,
+                        mimetype="text/event-stream", headers={"Cache-Control": "no-store"})

@@ -1,0 +1,61 @@
+"""Wire the LLM gateway into the app, and map its errors to HTTP."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, current_app
+
+from api.errors import error_response
+from llm.client import ProviderConfig, create_client
+from llm.errors import AdmissionRefused, ContentFiltered, LLMError, LLMUnavailable
+from llm.gateway import Gateway, RetryPolicy
+from llm.ledger import Ledger, Limits
+from llm.simulator import Simulator
+from tenancy.database import create_app_engine
+
+EXTENSION = "clinai_llm"
+SIMULATOR = "clinai_llm_simulator"
+
+
+def init_app(app: Flask) -> None:
+    c = app.config
+    simulator = None
+    if not c["AZURE_OPENAI_ENDPOINT"]:
+        simulator = Simulator()
+        app.extensions[SIMULATOR] = simulator
+    client = create_client(ProviderConfig(
+        endpoint=c["AZURE_OPENAI_ENDPOINT"], api_key=c["AZURE_OPENAI_API_KEY"],
+        api_version=c["OPENAI_API_VERSION"], deployment=c["AZURE_OPENAI_CHAT_DEPLOYMENT"],
+        request_timeout=float(c["LLM_TIMEOUT_SECONDS"]),
+    ), simulator)
+    from api.db import EXTENSION as DB_EXTENSION
+    from api.db import get_db_config
+
+    # Metering has its own small pool: a request holds one connection while its
+    # reservation and settlement need another.
+    engine = create_app_engine(get_db_config(app), pool_size=5, max_overflow=20)
+    app.extensions[DB_EXTENSION].extra_engines.append(engine)
+    ledger = Ledger(engine, Limits(
+        monthly_tokens=c["LLM_DEFAULT_MONTHLY_TOKEN_BUDGET"],
+        requests_per_minute=c["LLM_TENANT_REQUESTS_PER_MINUTE"],
+        tokens_per_minute=c["LLM_TENANT_TOKENS_PER_MINUTE"],
+    ))
+    app.extensions[EXTENSION] = Gateway(
+        client=client, deployment=c["AZURE_OPENAI_CHAT_DEPLOYMENT"], ledger=ledger,
+        retry=RetryPolicy(max_attempts=c["LLM_MAX_ATTEMPTS"],
+                          total_timeout=float(c["LLM_TIMEOUT_SECONDS"])),
+    )
+
+    @app.errorhandler(LLMError)
+    def _llm_error(exc: LLMError) -> Response:
+        status = (429 if isinstance(exc, AdmissionRefused) else 503
+                  if isinstance(exc, LLMUnavailable) else 422
+                  if isinstance(exc, ContentFiltered) else 502)
+        response = error_response(status, exc.code, exc.message)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+
+def gateway() -> Gateway:
+    g: Gateway = current_app.extensions[EXTENSION]
+    return g

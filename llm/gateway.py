@@ -1,0 +1,293 @@
+"""The LLM gateway: admission, the provider call with retries, metering, pseudonymisation.
+
+Every call, whatever its outcome, reserves before it leaves, settles exactly once and
+appends one ledger row. Usage is what the provider reported; only when a stream never
+delivered its usage chunk are the tokens counted locally and the row flagged
+``estimated``. The gateway is the only retry loop (the SDK has ``max_retries=0``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from openai import AzureOpenAI
+from opentelemetry import metrics
+
+from llm.errors import ContentFiltered, LLMUnavailable
+from llm.ledger import Ledger, Pricing, Reservation, UsageRecord
+from llm.pseudonymize import Pseudonymizer
+from llm.tokens import count_messages, count_text
+
+log = logging.getLogger(__name__)
+_tokens = metrics.get_meter("clinai.llm").create_counter(
+    "clinai.llm.tokens", unit="token", description="LLM tokens metered per tenant")
+
+RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
+             openai.APIConnectionError)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallContext:
+    tenant_id: uuid.UUID
+    user_id: str
+    feature: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    source: str = "none"  # provider | estimated | none
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.total_tokens}
+
+    @classmethod
+    def from_provider(cls, usage: Any) -> Usage:
+        prompt_details = getattr(usage, "prompt_tokens_details", None)
+        completion_details = getattr(usage, "completion_tokens_details", None)
+        return cls(
+            prompt_tokens=int(usage.prompt_tokens or 0),
+            completion_tokens=int(usage.completion_tokens or 0),
+            cached_tokens=int(getattr(prompt_details, "cached_tokens", 0) or 0),
+            reasoning_tokens=int(getattr(completion_details, "reasoning_tokens", 0) or 0),
+            source="provider",
+        )
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    usage: Usage
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    total_timeout: float = 60.0
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+
+
+class Gateway:
+    def __init__(self, *, client: AzureOpenAI, deployment: str, ledger: Ledger,
+                 pricing: Pricing | None = None, retry: RetryPolicy | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.client = client
+        self.deployment = deployment
+        self.ledger = ledger
+        self.pricing = pricing or Pricing()
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+
+    # -- public ------------------------------------------------------------------------
+
+    def complete(self, ctx: CallContext, messages: list[dict[str, Any]], *, max_tokens: int,
+                 pseudonymizer: Pseudonymizer | None = None) -> Completion:
+        """Run one non-streamed completion; return the reply with real names restored."""
+        masked = pseudonymizer.pseudonymize_messages(messages) if pseudonymizer else messages
+        reservation = self.ledger.reserve(ctx.tenant_id, count_messages(masked) + max_tokens)
+        started = time.monotonic()
+        attempts = 0
+        try:
+            response, attempts = self._call(masked, max_tokens, stream=False)
+        except BaseException as exc:
+            self._settle(ctx, reservation, Usage(), started, max(attempts, 1),
+                         "filtered" if isinstance(exc, ContentFiltered) else "failed")
+            raise
+        usage = Usage.from_provider(response.usage) if response.usage else Usage()
+        text = response.choices[0].message.content or "" if response.choices else ""
+        filtered = bool(response.choices) and response.choices[0].finish_reason == "content_filter"
+        self._settle(ctx, reservation, usage, started, attempts, "filtered" if filtered else "ok")
+        if filtered:
+            raise ContentFiltered("the provider's content filter withheld the reply")
+        return Completion(pseudonymizer.restore(text) if pseudonymizer else text, usage)
+
+    def stream(self, ctx: CallContext, messages: list[dict[str, Any]], *, max_tokens: int,
+               pseudonymizer: Pseudonymizer | None = None) -> GatewayStream:
+        """Open a streamed completion. Admission and connection errors raise here, before
+        anything is sent to the user; iterate the result for the text."""
+        masked = pseudonymizer.pseudonymize_messages(messages) if pseudonymizer else messages
+        reservation = self.ledger.reserve(ctx.tenant_id, count_messages(masked) + max_tokens)
+        started = time.monotonic()
+        attempts = 0
+        try:
+            upstream, attempts = self._call(masked, max_tokens, stream=True)
+        except BaseException as exc:
+            self._settle(ctx, reservation, Usage(), started, max(attempts, 1),
+                         "filtered" if isinstance(exc, ContentFiltered) else "failed")
+            raise
+        return GatewayStream(self, ctx, reservation, upstream, masked, started, attempts,
+                             pseudonymizer)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _call(self, messages: list[dict[str, Any]], max_tokens: int, *,
+              stream: bool) -> tuple[Any, int]:
+        deadline = time.monotonic() + self.retry.total_timeout
+        last: Exception | None = None
+        for attempt in range(1, self.retry.max_attempts + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                extra: dict[str, Any] = (
+                    {"stream": True, "stream_options": {"include_usage": True}} if stream else {})
+                response = self.client.chat.completions.create(
+                    model=self.deployment, messages=messages,  # type: ignore[arg-type]
+                    max_tokens=max_tokens, timeout=remaining, **extra)
+                return response, attempt
+            except openai.BadRequestError as exc:
+                if _is_content_filter(exc):
+                    raise ContentFiltered("the provider's content filter refused the request"
+                                          ) from exc
+                raise LLMUnavailable("the AI provider rejected the request") from exc
+            except RETRYABLE as exc:
+                last = exc
+                if attempt == self.retry.max_attempts:
+                    break
+                delay = min(self._delay(exc, attempt), self.retry.max_backoff)
+                if time.monotonic() + delay >= deadline:
+                    break
+                log.warning("llm attempt %d failed (%s); retrying in %.1f s",
+                            attempt, type(exc).__name__, delay)
+                self.sleep(delay)
+            except openai.APIStatusError as exc:
+                last = exc
+                break
+        log.error("llm unavailable after retries (%s)", type(last).__name__ if last else "-")
+        raise LLMUnavailable("the AI service is unavailable; try again later",
+                             retry_after=30) from last
+
+    def _delay(self, exc: Exception, attempt: int) -> float:
+        response = getattr(exc, "response", None)
+        header = response.headers.get("retry-after") if response is not None else None
+        if header:
+            try:
+                return max(0.0, float(header))
+            except ValueError:
+                pass
+        return float(self.retry.backoff * (2 ** (attempt - 1)))
+
+    def _settle(self, ctx: CallContext, reservation: Reservation, usage: Usage, started: float,
+                attempts: int, status: str) -> None:
+        record = UsageRecord(
+            tenant_id=ctx.tenant_id, user_id=ctx.user_id, feature=ctx.feature,
+            deployment=self.deployment, prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost=self.pricing.cost(usage.prompt_tokens, usage.cached_tokens,
+                                   usage.completion_tokens),
+            latency_ms=int((time.monotonic() - started) * 1000), attempts=attempts,
+            status=status, usage_source=usage.source, request_id=ctx.request_id)
+        self.ledger.settle(reservation, record)
+        attributes = {"tenant_id": str(ctx.tenant_id), "feature": ctx.feature}
+        _tokens.add(usage.prompt_tokens, {**attributes, "kind": "prompt"})
+        _tokens.add(usage.completion_tokens, {**attributes, "kind": "completion"})
+
+
+def _is_content_filter(exc: openai.BadRequestError) -> bool:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    return "content_filter" in str(body.get("code", "")) or "content_filter" in str(exc.code)
+
+
+class GatewayStream:
+    """The text of a streamed completion, metered exactly once however it ends.
+
+    Iterating yields text pieces with names restored. If the consumer stops early (the
+    user disconnected), ``close()`` keeps reading the upstream to its end to get the
+    provider's usage. Raises ``LLMUnavailable`` if the upstream breaks off and
+    ``ContentFiltered`` if the provider's filter stops the reply.
+    """
+
+    def __init__(self, gateway: Gateway, ctx: CallContext, reservation: Reservation,
+                 upstream: Any, masked: list[dict[str, Any]], started: float, attempts: int,
+                 pseudonymizer: Pseudonymizer | None) -> None:
+        self._gateway = gateway
+        self._ctx = ctx
+        self._reservation = reservation
+        self._upstream = upstream
+        self._masked = masked
+        self._started = started
+        self._attempts = attempts
+        self._pseudonymizer = pseudonymizer
+        self._received: list[str] = []
+        self._provider_usage: Usage | None = None
+        self._finish: str | None = None
+        self._error: Exception | None = None
+        self._settled = False
+        self._exhausted = False
+        self.usage: Usage | None = None
+
+    def _raw(self) -> Iterator[str]:
+        try:
+            for chunk in self._upstream:
+                if chunk.usage is not None:
+                    self._provider_usage = Usage.from_provider(chunk.usage)
+                for choice in chunk.choices or []:
+                    if choice.finish_reason:
+                        self._finish = choice.finish_reason
+                    piece = choice.delta.content if choice.delta else None
+                    if piece:
+                        self._received.append(piece)
+                        yield piece
+        except (openai.APIError, openai.APIConnectionError) as exc:
+            self._error = exc
+        self._exhausted = True
+
+    def __iter__(self) -> Iterator[str]:
+        pieces = self._raw()
+        restored = (self._pseudonymizer.restore_stream(pieces) if self._pseudonymizer
+                    else pieces)
+        try:
+            yield from restored
+        finally:
+            self.close()
+        if self._error is not None:
+            raise LLMUnavailable("the AI reply broke off; nothing was saved") from self._error
+        if self._finish == "content_filter":
+            raise ContentFiltered("the provider's content filter stopped the reply")
+
+    @property
+    def text(self) -> str:
+        """The whole reply so far, with names restored."""
+        joined = "".join(self._received)
+        return self._pseudonymizer.restore(joined) if self._pseudonymizer else joined
+
+    def close(self) -> None:
+        """Finish reading the upstream (for its usage) and meter the call, once."""
+        if self._settled:
+            return
+        self._settled = True
+        disconnected = not self._exhausted
+        if disconnected:
+            for _ in self._raw():  # drain: the usage chunk comes last
+                pass
+        if self._provider_usage is not None:
+            usage = self._provider_usage
+        else:
+            # The provider never sent usage: count what was sent and received, and say so.
+            usage = Usage(prompt_tokens=count_messages(self._masked),
+                          completion_tokens=count_text("".join(self._received)),
+                          source="estimated")
+        status = ("failed" if self._error is not None
+                  else "filtered" if self._finish == "content_filter"
+                  else "disconnected" if disconnected else "ok")
+        self.usage = usage
+        self._gateway._settle(self._ctx, self._reservation, usage, self._started,
+                              self._attempts, status)

@@ -1,0 +1,178 @@
+"""Admission (reserve -> settle -> release) and the usage ledger, in PostgreSQL.
+
+Reserving is one UPDATE on the tenant's budget row guarded by the limits in its WHERE
+clause: concurrent reservations serialise on the row lock and each re-checks the
+committed counters, so N concurrent requests can never reserve past the budget.
+Settling releases the reservation, adds the provider-reported usage and appends the
+ledger row in one transaction. Each transaction sets ``app.tenant_id``: the tables are
+under row-level security like every tenant table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from llm.errors import BudgetExhausted, RateLimited
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    monthly_tokens: int = 2_000_000
+    requests_per_minute: int = 60
+    tokens_per_minute: int = 200_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pricing:
+    """USD per million tokens."""
+
+    input: Decimal = Decimal("0.15")
+    cached_input: Decimal = Decimal("0.075")
+    output: Decimal = Decimal("0.60")
+
+    def cost(self, prompt: int, cached: int, completion: int) -> Decimal:
+        per_million = ((prompt - cached) * self.input + cached * self.cached_input
+                       + completion * self.output)
+        return (per_million / Decimal(1_000_000)).quantize(Decimal("0.00000001"))
+
+
+@dataclass(frozen=True)
+class Reservation:
+    tenant_id: uuid.UUID
+    tokens: int
+    period: str
+    minute: dt.datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsageRecord:
+    tenant_id: uuid.UUID
+    user_id: str
+    feature: str
+    deployment: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost: Decimal
+    latency_ms: int
+    attempts: int
+    status: str  # ok | failed | filtered | disconnected
+    usage_source: str  # provider | estimated | none
+    request_id: str | None
+
+
+_ENSURE = text("""
+INSERT INTO public.llm_budgets (tenant_id, period)
+VALUES (:t, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'))
+ON CONFLICT (tenant_id) DO NOTHING
+""")
+_RESERVE = text("""
+UPDATE public.llm_budgets AS b SET
+    period = p.period,
+    used = CASE WHEN b.period = p.period THEN b.used ELSE 0 END,
+    reserved = CASE WHEN b.period = p.period THEN b.reserved ELSE 0 END + :n,
+    minute_start = p.minute,
+    minute_requests = CASE WHEN b.minute_start = p.minute THEN b.minute_requests ELSE 0 END + 1,
+    minute_tokens = CASE WHEN b.minute_start = p.minute THEN b.minute_tokens ELSE 0 END + :n,
+    updated_at = now()
+FROM (SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') AS period,
+             date_trunc('minute', now()) AS minute) AS p
+WHERE b.tenant_id = :t
+  AND (CASE WHEN b.period = p.period THEN b.used + b.reserved ELSE 0 END) + :n
+      <= coalesce(b.monthly_tokens, :budget)
+  AND (CASE WHEN b.minute_start = p.minute THEN b.minute_requests ELSE 0 END) + 1 <= :rpm
+  AND (CASE WHEN b.minute_start = p.minute THEN b.minute_tokens ELSE 0 END) + :n <= :tpm
+RETURNING p.period, p.minute
+""")
+_WHY = text("""
+SELECT (CASE WHEN b.period = p.period THEN b.used + b.reserved ELSE 0 END) + :n
+           > coalesce(b.monthly_tokens, :budget) AS over_budget,
+       extract(epoch FROM (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month')
+               - now() AT TIME ZONE 'UTC')::int AS to_next_month,
+       60 - extract(second FROM now())::int AS to_next_minute
+FROM public.llm_budgets b,
+     (SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') AS period) p
+WHERE b.tenant_id = :t
+""")
+_SETTLE = text("""
+UPDATE public.llm_budgets SET
+    reserved = CASE WHEN period = :period THEN greatest(reserved - :n, 0) ELSE reserved END,
+    used = used + :actual,
+    minute_tokens = CASE WHEN minute_start = :minute
+                         THEN greatest(minute_tokens - :n + :actual, 0) ELSE minute_tokens END,
+    updated_at = now()
+WHERE tenant_id = :t
+""")
+_RECORD = text("""
+INSERT INTO public.llm_usage (tenant_id, user_id, feature, deployment, prompt_tokens,
+    completion_tokens, cached_tokens, reasoning_tokens, cost, latency_ms, attempts, status,
+    usage_source, request_id)
+VALUES (:tenant_id, :user_id, :feature, :deployment, :prompt_tokens, :completion_tokens,
+    :cached_tokens, :reasoning_tokens, :cost, :latency_ms, :attempts, :status, :usage_source,
+    :request_id)
+""")
+
+
+def _enter(conn: Connection, tenant_id: uuid.UUID) -> None:
+    conn.execute(text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tenant_id)})
+
+
+class Ledger:
+    """Budgets and usage of every tenant, through the app role under RLS."""
+
+    def __init__(self, engine: Engine, limits: Limits) -> None:
+        self.engine = engine
+        self.limits = limits
+
+    def reserve(self, tenant_id: uuid.UUID, tokens: int) -> Reservation:
+        """Reserve ``tokens`` or raise ``BudgetExhausted`` / ``RateLimited``."""
+        params: dict[str, Any] = {"t": tenant_id, "n": tokens,
+                                  "budget": self.limits.monthly_tokens,
+                                  "rpm": self.limits.requests_per_minute,
+                                  "tpm": self.limits.tokens_per_minute}
+        with self.engine.begin() as conn:
+            _enter(conn, tenant_id)
+            conn.execute(_ENSURE, params)
+            row = conn.execute(_RESERVE, params).one_or_none()
+            if row is not None:
+                return Reservation(tenant_id, tokens, row.period, row.minute)
+            why = conn.execute(_WHY, params).one()
+        if why.over_budget:
+            raise BudgetExhausted("the practice's monthly token budget is used up",
+                                  retry_after=max(1, int(why.to_next_month)))
+        raise RateLimited("too many AI requests this minute; retry shortly",
+                          retry_after=max(1, int(why.to_next_minute)))
+
+    def settle(self, reservation: Reservation, record: UsageRecord) -> None:
+        """Release the reservation, count the actual usage, append the ledger row."""
+        actual = record.prompt_tokens + record.completion_tokens
+        with self.engine.begin() as conn:
+            _enter(conn, reservation.tenant_id)
+            conn.execute(_SETTLE, {"t": reservation.tenant_id, "n": reservation.tokens,
+                                   "actual": actual, "period": reservation.period,
+                                   "minute": reservation.minute})
+            conn.execute(_RECORD, record.__dict__)
+
+    def budget(self, tenant_id: uuid.UUID) -> dict[str, int]:
+        """Return this month's budget counters of a tenant."""
+        with self.engine.begin() as conn:
+            _enter(conn, tenant_id)
+            row = conn.execute(text("""
+SELECT coalesce(monthly_tokens, :budget) AS monthly_tokens,
+       CASE WHEN period = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') THEN used ELSE 0 END
+           AS used,
+       CASE WHEN period = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') THEN reserved ELSE 0 END
+           AS reserved
+FROM public.llm_budgets WHERE tenant_id = :t
+"""), {"t": tenant_id, "budget": self.limits.monthly_tokens}).one_or_none()
+        monthly = row.monthly_tokens if row else self.limits.monthly_tokens
+        used, reserved = (row.used, row.reserved) if row else (0, 0)
+        return {"monthly_tokens": int(monthly), "used": int(used), "reserved": int(reserved),
+                "remaining": max(0, int(monthly) - int(used) - int(reserved))}

@@ -1,0 +1,83 @@
+"""AI features through the API: drafts, case chat, usage; the simulator stands in for Azure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+TRANSCRIPT = ("Quentin Quenstedt says he slept better this week. Mr. Quenstedt walked daily. "
+              "Quenstedt's mood seems brighter. He wants to keep the weekly rhythm.")
+
+
+@pytest.fixture
+def case(make_practice):
+    practice = make_practice()
+    client = practice.create_client(first_name="Quentin", last_name="Quenstedt",
+                                    date_of_birth="1985-04-12",
+                                    contact={"email": "q@example.org", "phone": "+49 30 1234567"})
+    session = practice.client.post(
+        f"/api/v1/clients/{client['id']}/sessions", headers=practice.admin.headers,
+        json={"started_at": "2026-11-20T09:00:00+01:00", "duration_minutes": 50,
+              "modality": "video", "transcript": TRANSCRIPT}).json
+    return practice, client, session
+
+
+def parse_sse(body: str) -> list[tuple[str, dict]]:
+    events = []
+    for block in body.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def test_draft_note(app, case):
+    practice, _client, session = case
+    simulator = app.extensions["clinai_llm_simulator"]
+    before = len(simulator.requests)
+    response = practice.client.post(f"/api/v1/sessions/{session['id']}/note-drafts",
+                                    json={"format": "SOAP"}, headers=practice.admin.headers)
+    assert response.status_code == 201, response.json
+    note = response.json
+    assert (note["status"], note["source"], note["format"]) == ("draft", "ai", "SOAP")
+    assert set(note["content"]) <= {"subjective", "objective", "assessment", "plan"}
+    assert "Quenstedt" in json.dumps(note["content"])  # restored for the user
+    sent = json.dumps(simulator.requests[before:])
+    assert "Quenstedt" not in sent and "Quentin" not in sent
+
+
+def test_draft_note_streamed(app, case):
+    practice, _client, session = case
+    response = practice.client.post(
+        f"/api/v1/sessions/{session['id']}/note-drafts", json={"format": "DAP"},
+        headers={**practice.admin.headers, "Accept": "text/event-stream"})
+    assert response.status_code == 201
+    events = parse_sse(response.get_data(as_text=True))
+    assert events[-1][0] == "done"
+    done = events[-1][1]
+    text = "".join(e[1]["text"] for e in events if e[0] == "delta")
+    assert "Quenstedt" in text
+    usage = done["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    note = practice.client.get(f"/api/v1/notes/{done['note_id']}",
+                               headers=practice.admin.headers).json
+    assert note["source"] == "ai"
+
+
+def test_case_chat_and_usage(app, case):
+    practice, client, _session = case
+    c, h = practice.client, practice.admin.headers
+    conversation = c.post(f"/api/v1/clients/{client['id']}/conversations", headers=h)
+    assert conversation.status_code == 201
+    path = f"/api/v1/conversations/{conversation.json['id']}/messages"
+    reply = c.post(path, json={"content": "How is Quenstedt doing?"}, headers=h)
+    assert reply.status_code == 201, reply.json
+    assert reply.json["role"] == "assistant"
+    history = c.get(path, headers=h).json
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    usage = c.get("/api/v1/admin/usage", headers=h)
+    assert usage.status_code == 200, usage.json
+    body = usage.json
+    assert body["by_feature"]["case_chat"]["calls"] == 1
+    assert body["total_tokens"] == body["budget"]["used"]
+    assert body["budget"]["reserved"] == 0
