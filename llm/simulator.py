@@ -65,6 +65,9 @@ class Simulator:
 
     faults: deque[Fault] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # Usage as reported to the client, one entry per request that reported any (a stream
+    # cut before its usage chunk reports none).
+    reported: list[dict[str, Any]] = field(default_factory=list)
     latency: float = 0.0
     _seen_prefixes: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -109,7 +112,9 @@ class Simulator:
         if request.get("stream"):
             include = bool((request.get("stream_options") or {}).get("include_usage"))
             return Reply(200, {"content-type": "text/event-stream"},
-                         _sse(model, text, finish, usage if include else None, fault))
+                         self._recorded(_sse(model, text, finish, usage if include else None,
+                                             fault), usage))
+        self._report(usage)
         return _json(200, {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
             "created": int(time.time()), "model": model,
@@ -117,6 +122,16 @@ class Simulator:
                          "message": {"role": "assistant", "content": text}}],
             "usage": usage,
         })
+
+    def _report(self, usage: dict[str, Any]) -> None:
+        with self._lock:
+            self.reported.append(usage)
+
+    def _recorded(self, chunks: Iterator[bytes], usage: dict[str, Any]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if b'"usage"' in chunk:
+                self._report(usage)
+            yield chunk
 
     def _usage(self, messages: list[dict[str, Any]], text: str) -> dict[str, Any]:
         prompt = count_messages(messages)
