@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "LLM_MAX_ATTEMPTS": 3,
     "LOG_LEVEL": "INFO",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": None,
+    "AZURE_KEY_VAULT_URL": None,
     # Bodies above 1 MiB are refused with 413 before they are parsed.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
 }
@@ -94,10 +95,17 @@ def validate(config: Mapping[str, Any]) -> None:
         )
 
 
-def load(test_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Merge defaults, environment and overrides."""
+def load(test_config: Mapping[str, Any] | None = None,
+         secret_source: Any = None) -> dict[str, Any]:
+    """Merge defaults, environment, Key Vault (for what is still unset) and overrides."""
+    from api.secrets import KeyVaultSource, fill_missing
+
     config = dict(DEFAULTS)
     config.update(from_environment(os.environ))
     if test_config:
         config.update(test_config)
+    if secret_source is None and config.get("AZURE_KEY_VAULT_URL"):
+        secret_source = KeyVaultSource(config["AZURE_KEY_VAULT_URL"])
+    if secret_source is not None:
+        fill_missing(config, secret_source)
     return config
