@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import request
+from flask import Response, request, stream_with_context
+
+from api.db import commit_request, open_tenant_session
+from llm.errors import LLMError
+from llm.gateway import GatewayStream
+from tenancy.context import TenantContext
 
 
 def wants_event_stream() -> bool:
@@ -14,3 +20,34 @@ def wants_event_stream() -> bool:
 
 def event(name: str, data: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+def stream_reply(stream: GatewayStream, context: TenantContext,
+                 save: Callable[[GatewayStream], tuple[str, str]]) -> Response:
+    """Stream ``delta`` events, then save the whole reply and end with ``done``.
+
+    ``save`` runs only after a complete reply, in a new transaction of its own (the
+    request's has been committed by then), and returns the ``(key, id)`` for ``done``.
+    A broken or refused reply ends with an ``error`` event and saves nothing.
+    """
+
+    def generate() -> Iterator[str]:
+        try:
+            for piece in stream:
+                yield event("delta", {"text": piece})
+        except LLMError as exc:
+            yield event("error", {"error": exc.code, "message": exc.message})
+            return
+        finally:
+            stream.close()  # also meters a reply the user stopped listening to
+        session = open_tenant_session(context)
+        try:
+            key, saved_id = save(stream)
+            commit_request(session)
+        finally:
+            session.close()
+        assert stream.usage is not None
+        yield event("done", {key: saved_id, "usage": stream.usage.as_dict()})
+
+    return Response(stream_with_context(generate()), status=201, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-store"})

@@ -76,6 +76,17 @@ class Completion:
     usage: Usage
 
 
+@dataclass(kw_only=True)
+class OpenCall:
+    """A provider call under way: its reservation and what was sent."""
+
+    reservation: Reservation
+    masked: list[dict[str, Any]]
+    started: float
+    attempts: int = 0
+    response: Any = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
     max_attempts: int = 3
@@ -100,20 +111,13 @@ class Gateway:
     def complete(self, ctx: CallContext, messages: list[dict[str, Any]], *, max_tokens: int,
                  pseudonymizer: Pseudonymizer | None = None) -> Completion:
         """Run one non-streamed completion; return the reply with real names restored."""
-        masked = pseudonymizer.pseudonymize_messages(messages) if pseudonymizer else messages
-        reservation = self.ledger.reserve(ctx.tenant_id, count_messages(masked) + max_tokens)
-        started = time.monotonic()
-        attempts = 0
-        try:
-            response, attempts = self._call(masked, max_tokens, stream=False)
-        except BaseException as exc:
-            self._settle(ctx, reservation, Usage(), started, max(attempts, 1),
-                         "filtered" if isinstance(exc, ContentFiltered) else "failed")
-            raise
+        call = self._open(ctx, messages, max_tokens, pseudonymizer, stream=False)
+        response = call.response
         usage = Usage.from_provider(response.usage) if response.usage else Usage()
         text = response.choices[0].message.content or "" if response.choices else ""
         filtered = bool(response.choices) and response.choices[0].finish_reason == "content_filter"
-        self._settle(ctx, reservation, usage, started, attempts, "filtered" if filtered else "ok")
+        self._settle(ctx, call.reservation, usage, call.started, call.attempts,
+                     "filtered" if filtered else "ok")
         if filtered:
             raise ContentFiltered("the provider's content filter withheld the reply")
         return Completion(pseudonymizer.restore(text) if pseudonymizer else text, usage)
@@ -122,26 +126,31 @@ class Gateway:
                pseudonymizer: Pseudonymizer | None = None) -> GatewayStream:
         """Open a streamed completion. Admission and connection errors raise here, before
         anything is sent to the user; iterate the result for the text."""
-        masked = pseudonymizer.pseudonymize_messages(messages) if pseudonymizer else messages
-        reservation = self.ledger.reserve(ctx.tenant_id, count_messages(masked) + max_tokens)
-        started = time.monotonic()
-        attempts = 0
-        try:
-            upstream, attempts = self._call(masked, max_tokens, stream=True)
-        except BaseException as exc:
-            self._settle(ctx, reservation, Usage(), started, max(attempts, 1),
-                         "filtered" if isinstance(exc, ContentFiltered) else "failed")
-            raise
-        return GatewayStream(self, ctx, reservation, upstream, masked, started, attempts,
-                             pseudonymizer)
+        call = self._open(ctx, messages, max_tokens, pseudonymizer, stream=True)
+        return GatewayStream(self, ctx, call, pseudonymizer)
 
     # -- internals ---------------------------------------------------------------------
 
-    def _call(self, messages: list[dict[str, Any]], max_tokens: int, *,
-              stream: bool) -> tuple[Any, int]:
+    def _open(self, ctx: CallContext, messages: list[dict[str, Any]], max_tokens: int,
+              pseudonymizer: Pseudonymizer | None, *, stream: bool) -> OpenCall:
+        """Mask, reserve, call with retries; a call that never got a reply is settled here."""
+        masked = pseudonymizer.pseudonymize_messages(messages) if pseudonymizer else messages
+        reservation = self.ledger.reserve(ctx.tenant_id, count_messages(masked) + max_tokens)
+        call = OpenCall(reservation=reservation, masked=masked, started=time.monotonic())
+        try:
+            call.response = self._call(call, max_tokens, stream=stream)
+        except BaseException as exc:
+            self._settle(ctx, reservation, Usage(), call.started, max(call.attempts, 1),
+                         "filtered" if isinstance(exc, ContentFiltered) else "failed")
+            raise
+        return call
+
+    def _call(self, call: OpenCall, max_tokens: int, *, stream: bool) -> Any:
+        messages = call.masked
         deadline = time.monotonic() + self.retry.total_timeout
         last: Exception | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
+            call.attempts = attempt
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -151,7 +160,7 @@ class Gateway:
                 response = self.client.chat.completions.create(
                     model=self.deployment, messages=messages,  # type: ignore[arg-type]
                     max_tokens=max_tokens, timeout=remaining, **extra)
-                return response, attempt
+                return response
             except openai.BadRequestError as exc:
                 if _is_content_filter(exc):
                     raise ContentFiltered("the provider's content filter refused the request"
@@ -215,16 +224,12 @@ class GatewayStream:
     ``ContentFiltered`` if the provider's filter stops the reply.
     """
 
-    def __init__(self, gateway: Gateway, ctx: CallContext, reservation: Reservation,
-                 upstream: Any, masked: list[dict[str, Any]], started: float, attempts: int,
+    def __init__(self, gateway: Gateway, ctx: CallContext, call: OpenCall,
                  pseudonymizer: Pseudonymizer | None) -> None:
         self._gateway = gateway
         self._ctx = ctx
-        self._reservation = reservation
-        self._upstream = upstream
-        self._masked = masked
-        self._started = started
-        self._attempts = attempts
+        self._call = call
+        self._upstream = call.response
         self._pseudonymizer = pseudonymizer
         self._received: list[str] = []
         self._provider_usage: Usage | None = None
@@ -282,12 +287,12 @@ class GatewayStream:
             usage = self._provider_usage
         else:
             # The provider never sent usage: count what was sent and received, and say so.
-            usage = Usage(prompt_tokens=count_messages(self._masked),
+            usage = Usage(prompt_tokens=count_messages(self._call.masked),
                           completion_tokens=count_text("".join(self._received)),
                           source="estimated")
         status = ("failed" if self._error is not None
                   else "filtered" if self._finish == "content_filter"
                   else "disconnected" if disconnected else "ok")
         self.usage = usage
-        self._gateway._settle(self._ctx, self._reservation, usage, self._started,
-                              self._attempts, status)
+        self._gateway._settle(self._ctx, self._call.reservation, usage, self._call.started,
+                              self._call.attempts, status)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, g, make_response, stream_with_context
+from flask import Response, g, make_response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
@@ -20,13 +19,12 @@ from api.conversations.schemas import (
     MessageCreateSchema,
     MessageSchema,
 )
-from api.db import commit_request, open_tenant_session, session
+from api.db import commit_request, session
 from api.drafts.views import identity_of
 from api.errors import abort
 from api.llm import gateway
 from api.pagination import fetch_page
-from api.sse import event, wants_event_stream
-from llm.errors import LLMError
+from api.sse import stream_reply, wants_event_stream
 from llm.gateway import CallContext, Usage
 from llm.prompts import CHAT_HISTORY, CHAT_MAX_TOKENS, chat_messages
 from llm.pseudonymize import Pseudonymizer
@@ -149,25 +147,10 @@ class ConversationMessages(MethodView):
             return make_response(MessageSchema().dump(answer), 201)
         stream = gateway().stream(ctx, messages, max_tokens=CHAT_MAX_TOKENS,
                                   pseudonymizer=pseudonymizer)
-        context = TenantContext(tenant_id=p.tenant_id, user_id=p.user_id)
 
-        def generate() -> Iterator[str]:
-            try:
-                for piece in stream:
-                    yield event("delta", {"text": piece})
-            except LLMError as exc:
-                yield event("error", {"error": exc.code, "message": exc.message})
-                return
-            finally:
-                stream.close()
-            assert stream.usage is not None
-            turn_session = open_tenant_session(context)
-            try:
-                answer = _save_turn(conversation.id, data["content"], stream.text, stream.usage)
-                commit_request(turn_session)
-            finally:
-                turn_session.close()
-            yield event("done", {"message_id": str(answer.id), "usage": stream.usage.as_dict()})
+        def save(done: Any) -> tuple[str, str]:
+            answer = _save_turn(conversation.id, data["content"], done.text, done.usage)
+            return "message_id", str(answer.id)
 
-        return Response(stream_with_context(generate()), status=201,
-                        mimetype="text/event-stream", headers={"Cache-Control": "no-store"})
+        return stream_reply(stream, TenantContext(tenant_id=p.tenant_id, user_id=p.user_id),
+                            save)

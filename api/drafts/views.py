@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, g, make_response, stream_with_context
+from flask import Response, g, make_response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import principal, tenant_member
 from api.common import audit, with_etag
-from api.db import commit_request, open_tenant_session, session
+from api.db import commit_request, session
 from api.errors import abort
 from api.llm import gateway
 from api.notes.schemas import NoteSchema
 from api.sessions.operations import get_session
-from api.sse import event, wants_event_stream
-from llm.errors import LLMError
+from api.sse import stream_reply, wants_event_stream
 from llm.gateway import CallContext
 from llm.prompts import DRAFT_MAX_TOKENS, draft_messages, parse_draft
 from llm.pseudonymize import Identity, Pseudonymizer
@@ -88,25 +86,9 @@ class NoteDrafts(MethodView):
             return with_etag(response, note.version, note.id)
         stream = gateway().stream(ctx, messages, max_tokens=DRAFT_MAX_TOKENS,
                                   pseudonymizer=pseudonymizer)
-        context = TenantContext(tenant_id=p.tenant_id, user_id=p.user_id)
 
-        def generate() -> Iterator[str]:
-            try:
-                for piece in stream:
-                    yield event("delta", {"text": piece})
-            except LLMError as exc:
-                yield event("error", {"error": exc.code, "message": exc.message})
-                return
-            finally:
-                stream.close()
-            draft_session = open_tenant_session(context)
-            try:
-                note = _save_draft(record.id, data["format"], stream.text)
-                commit_request(draft_session)
-            finally:
-                draft_session.close()
-            assert stream.usage is not None
-            yield event("done", {"note_id": str(note.id), "usage": stream.usage.as_dict()})
+        def save(done: Any) -> tuple[str, str]:
+            return "note_id", str(_save_draft(record.id, data["format"], done.text).id)
 
-        return Response(stream_with_context(generate()), status=201,
-                        mimetype="text/event-stream", headers={"Cache-Control": "no-store"})
+        return stream_reply(stream, TenantContext(tenant_id=p.tenant_id, user_id=p.user_id),
+                            save)
