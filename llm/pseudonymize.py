@@ -28,12 +28,20 @@ class Identity:
     address: str | None = None
 
 
+_MONTHS_DE = ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August",
+              "September", "Oktober", "November", "Dezember")
+_MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August",
+              "September", "October", "November", "December")
+
+
 def _date_variants(day: dt.date) -> list[str]:
+    d, m, y, yy = day.day, day.month, day.year, day.year % 100
+    de, en = _MONTHS_DE[m - 1], _MONTHS_EN[m - 1]
     return [
         day.isoformat(),
-        f"{day.day:02d}.{day.month:02d}.{day.year}",
-        f"{day.day}.{day.month}.{day.year}",
-        f"{day.day:02d}/{day.month:02d}/{day.year}",
+        f"{d:02d}.{m:02d}.{y}", f"{d}.{m}.{y}", f"{d:02d}.{m:02d}.{yy:02d}", f"{d}.{m}.{yy:02d}",
+        f"{d:02d}/{m:02d}/{y}", f"{d}/{m}/{y}",
+        f"{d}. {de} {y}", f"{d:02d}. {de} {y}", f"{d} {en} {y}", f"{en} {d}, {y}",
     ]
 
 
@@ -73,7 +81,9 @@ class Pseudonymizer:
 
     def _add(self, pattern: str, placeholder: str, original: str, *, words: bool) -> None:
         if words:
-            pattern = rf"(?<![\w]){pattern}(?![\w])"
+            # A whole word, or followed by the German genitive "s" ("Quenstedts Mutter"):
+            # only the name is replaced, so the "s" survives the round trip.
+            pattern = rf"(?<![\w]){pattern}(?=s?(?![\w]))"
         priority = 1 if placeholder.endswith(("_FIRST]", "_LAST]")) else 0
         self._rules.append((priority, re.compile(pattern, re.IGNORECASE), placeholder))
         self._originals.setdefault(placeholder, original)

@@ -61,3 +61,15 @@ def test_messages_are_copied_not_mutated(p):
     masked = p.pseudonymize_messages(messages)
     assert masked == [{"role": "user", "content": "[PERSON_1_LAST]"}]
     assert messages == [{"role": "user", "content": "Quenstedt"}]
+
+
+def test_german_genitive_roundtrip(p):
+    masked = p.pseudonymize("Quenstedts Mutter und Quentins Schwester.")
+    assert masked == "[PERSON_1_LAST]s Mutter und [PERSON_1_FIRST]s Schwester."
+    assert p.restore(masked) == "Quenstedts Mutter und Quentins Schwester."
+
+
+@pytest.mark.parametrize("written", ["12.04.85", "12. April 1985", "April 12, 1985",
+                                     "12 April 1985", "12/4/1985"])
+def test_more_birth_date_notations(p, written):
+    assert p.pseudonymize(f"geboren {written}.") == "geboren [PERSON_1_DOB]."
