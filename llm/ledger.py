@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -68,60 +70,77 @@ class UsageRecord:
     request_id: str | None
 
 
-_ENSURE = text("""
+_ENSURE = """
 INSERT INTO public.llm_budgets (tenant_id, period)
-VALUES (:t, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'))
+VALUES (%(t)s, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'))
 ON CONFLICT (tenant_id) DO NOTHING
-""")
-_RESERVE = text("""
+"""
+_RESERVE = """
 UPDATE public.llm_budgets AS b SET
     period = p.period,
     used = CASE WHEN b.period = p.period THEN b.used ELSE 0 END,
-    reserved = CASE WHEN b.period = p.period THEN b.reserved ELSE 0 END + :n,
+    reserved = CASE WHEN b.period = p.period THEN b.reserved ELSE 0 END + %(n)s,
     minute_start = p.minute,
     minute_requests = CASE WHEN b.minute_start = p.minute THEN b.minute_requests ELSE 0 END + 1,
-    minute_tokens = CASE WHEN b.minute_start = p.minute THEN b.minute_tokens ELSE 0 END + :n,
+    minute_tokens = CASE WHEN b.minute_start = p.minute THEN b.minute_tokens ELSE 0 END + %(n)s,
     updated_at = now()
 FROM (SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') AS period,
              date_trunc('minute', now()) AS minute) AS p
-WHERE b.tenant_id = :t
-  AND (CASE WHEN b.period = p.period THEN b.used + b.reserved ELSE 0 END) + :n
-      <= coalesce(b.monthly_tokens, :budget)
-  AND (CASE WHEN b.minute_start = p.minute THEN b.minute_requests ELSE 0 END) + 1 <= :rpm
-  AND (CASE WHEN b.minute_start = p.minute THEN b.minute_tokens ELSE 0 END) + :n <= :tpm
+WHERE b.tenant_id = %(t)s
+  AND (CASE WHEN b.period = p.period THEN b.used + b.reserved ELSE 0 END) + %(n)s
+      <= coalesce(b.monthly_tokens, %(budget)s)
+  AND (CASE WHEN b.minute_start = p.minute THEN b.minute_requests ELSE 0 END) + 1 <= %(rpm)s
+  AND (CASE WHEN b.minute_start = p.minute THEN b.minute_tokens ELSE 0 END) + %(n)s <= %(tpm)s
 RETURNING p.period, p.minute
-""")
-_WHY = text("""
-SELECT (CASE WHEN b.period = p.period THEN b.used + b.reserved ELSE 0 END) + :n
-           > coalesce(b.monthly_tokens, :budget) AS over_budget,
+"""
+_WHY = """
+SELECT (CASE WHEN b.period = p.period THEN b.used + b.reserved ELSE 0 END) + %(n)s
+           > coalesce(b.monthly_tokens, %(budget)s) AS over_budget,
        extract(epoch FROM (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month')
                - now() AT TIME ZONE 'UTC')::int AS to_next_month,
        60 - extract(second FROM now())::int AS to_next_minute
 FROM public.llm_budgets b,
      (SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') AS period) p
-WHERE b.tenant_id = :t
-""")
-_SETTLE = text("""
+WHERE b.tenant_id = %(t)s
+"""
+_SETTLE = """
 UPDATE public.llm_budgets SET
-    reserved = CASE WHEN period = :period THEN greatest(reserved - :n, 0) ELSE reserved END,
-    used = used + :actual,
-    minute_tokens = CASE WHEN minute_start = :minute
-                         THEN greatest(minute_tokens - :n + :actual, 0) ELSE minute_tokens END,
+    reserved = CASE WHEN period = %(period)s THEN greatest(reserved - %(n)s, 0) ELSE reserved END,
+    used = used + %(actual)s,
+    minute_tokens = CASE WHEN minute_start = %(minute)s
+                         THEN greatest(minute_tokens - %(n)s + %(actual)s, 0)
+                         ELSE minute_tokens END,
     updated_at = now()
-WHERE tenant_id = :t
-""")
-_RECORD = text("""
+WHERE tenant_id = %(t)s
+"""
+_RECORD = """
 INSERT INTO public.llm_usage (tenant_id, user_id, feature, deployment, prompt_tokens,
     completion_tokens, cached_tokens, reasoning_tokens, cost, latency_ms, attempts, status,
     usage_source, request_id)
-VALUES (:tenant_id, :user_id, :feature, :deployment, :prompt_tokens, :completion_tokens,
-    :cached_tokens, :reasoning_tokens, :cost, :latency_ms, :attempts, :status, :usage_source,
-    :request_id)
-""")
+VALUES (%(tenant_id)s, %(user_id)s, %(feature)s, %(deployment)s, %(prompt_tokens)s,
+    %(completion_tokens)s, %(cached_tokens)s, %(reasoning_tokens)s, %(cost)s, %(latency_ms)s,
+    %(attempts)s, %(status)s, %(usage_source)s, %(request_id)s)
+"""
+
+
+_ENTER = "SELECT set_config('app.tenant_id', %(tenant)s, true)"
 
 
 def _enter(conn: Connection, tenant_id: uuid.UUID) -> None:
     conn.execute(text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tenant_id)})
+
+
+@contextmanager
+def _pipelined(engine: Engine, tenant_id: uuid.UUID) -> Iterator[Any]:
+    """One transaction in tenant context, sent as a single pipelined round trip.
+
+    Yields the psycopg connection; results can be fetched after the block.
+    """
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        with driver.pipeline(), driver.transaction():  # type: ignore[union-attr]
+            driver.execute(_ENTER, {"tenant": str(tenant_id)})  # type: ignore[union-attr]
+            yield driver
 
 
 class Ledger:
@@ -137,24 +156,25 @@ class Ledger:
                                   "budget": self.limits.monthly_tokens,
                                   "rpm": self.limits.requests_per_minute,
                                   "tpm": self.limits.tokens_per_minute}
-        with self.engine.begin() as conn:
-            _enter(conn, tenant_id)
+        with _pipelined(self.engine, tenant_id) as conn:
             conn.execute(_ENSURE, params)
-            row = conn.execute(_RESERVE, params).one_or_none()
-            if row is not None:
-                return Reservation(tenant_id, tokens, row.period, row.minute)
-            why = conn.execute(_WHY, params).one()
-        if why.over_budget:
+            reserved = conn.execute(_RESERVE, params)
+        row = reserved.fetchone()
+        if row is not None:
+            return Reservation(tenant_id, tokens, row[0], row[1])
+        with _pipelined(self.engine, tenant_id) as conn:  # refused: say which limit, and when
+            why = conn.execute(_WHY, params)
+        over_budget, to_next_month, to_next_minute = why.fetchone()
+        if over_budget:
             raise BudgetExhausted("the practice's monthly token budget is used up",
-                                  retry_after=max(1, int(why.to_next_month)))
+                                  retry_after=max(1, int(to_next_month)))
         raise RateLimited("too many AI requests this minute; retry shortly",
-                          retry_after=max(1, int(why.to_next_minute)))
+                          retry_after=max(1, int(to_next_minute)))
 
     def settle(self, reservation: Reservation, record: UsageRecord) -> None:
         """Release the reservation, count the actual usage, append the ledger row."""
         actual = record.prompt_tokens + record.completion_tokens
-        with self.engine.begin() as conn:
-            _enter(conn, reservation.tenant_id)
+        with _pipelined(self.engine, reservation.tenant_id) as conn:
             conn.execute(_SETTLE, {"t": reservation.tenant_id, "n": reservation.tokens,
                                    "actual": actual, "period": reservation.period,
                                    "minute": reservation.minute})
