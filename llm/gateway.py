@@ -9,6 +9,7 @@ delivered its usage chunk are the tokens counted locally and the row flagged
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -149,6 +150,7 @@ class Gateway:
         messages = call.masked
         deadline = time.monotonic() + self.retry.total_timeout
         last: Exception | None = None
+        wait_hint = 30
         for attempt in range(1, self.retry.max_attempts + 1):
             call.attempts = attempt
             remaining = deadline - time.monotonic()
@@ -170,8 +172,11 @@ class Gateway:
                 last = exc
                 if attempt == self.retry.max_attempts:
                     break
-                delay = min(self._delay(exc, attempt), self.retry.max_backoff)
+                # The provider's retry-after is honoured as given; a wait that would not
+                # fit in the call's deadline ends the call instead of retrying early.
+                delay = self._delay(exc, attempt)
                 if time.monotonic() + delay >= deadline:
+                    wait_hint = max(1, math.ceil(delay))  # the provider's wait, passed on
                     break
                 log.warning("llm attempt %d failed (%s); retrying in %.1f s",
                             attempt, type(exc).__name__, delay)
@@ -181,7 +186,7 @@ class Gateway:
                 break
         log.error("llm unavailable after retries (%s)", type(last).__name__ if last else "-")
         raise LLMUnavailable("the AI service is unavailable; try again later",
-                             retry_after=30) from last
+                             retry_after=wait_hint) from last
 
     def _delay(self, exc: Exception, attempt: int) -> float:
         response = getattr(exc, "response", None)
@@ -191,7 +196,7 @@ class Gateway:
                 return max(0.0, float(header))
             except ValueError:
                 pass
-        return float(self.retry.backoff * (2 ** (attempt - 1)))
+        return min(float(self.retry.backoff * (2 ** (attempt - 1))), self.retry.max_backoff)
 
     def _settle(self, ctx: CallContext, reservation: Reservation, usage: Usage, started: float,
                 attempts: int, status: str) -> None:
