@@ -20,14 +20,13 @@ from api.conversations.schemas import (
     MessageSchema,
 )
 from api.db import commit_request, session
-from api.drafts.views import identity_of
+from api.drafts.views import pseudonymizer_for
 from api.errors import abort
 from api.llm import gateway
 from api.pagination import fetch_page
 from api.sse import stream_reply, wants_event_stream
 from llm.gateway import CallContext, Usage
 from llm.prompts import CHAT_HISTORY, CHAT_MAX_TOKENS, chat_messages
-from llm.pseudonymize import Pseudonymizer
 from models import Client, Conversation, ConversationMessage
 from tenancy.context import TenantContext
 
@@ -132,7 +131,7 @@ class ConversationMessages(MethodView):
             .where(ConversationMessage.conversation_id == conversation.id)
             .order_by(ConversationMessage.created_at.desc(), ConversationMessage.id.desc())
             .limit(CHAT_HISTORY))][::-1]
-        pseudonymizer = Pseudonymizer.for_people([identity_of(client)])
+        pseudonymizer = pseudonymizer_for(db, client)
         messages = chat_messages(history, data["content"])
         audit("conversation.read", "conversation", [conversation.id])
         commit_request(db)

@@ -9,6 +9,8 @@ import marshmallow as ma
 from flask import Response, g, make_response
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.auth import principal, tenant_member
 from api.common import audit, with_etag
@@ -33,11 +35,28 @@ class DraftRequestSchema(ma.Schema):
                               validate=ma.validate.OneOf(["SOAP", "DAP", "BIRP"]))
 
 
+# Other clients of the practice masked too (a transcript may mention one), newest first.
+OTHER_CLIENTS_MASKED = 500
+
+
 def identity_of(client: Client) -> Identity:
     contact = client.contact or {}
     return Identity(first_name=client.first_name, last_name=client.last_name,
                     date_of_birth=client.date_of_birth, email=contact.get("email"),
                     phone=contact.get("phone"), address=contact.get("address"))
+
+
+def pseudonymizer_for(db: Session, client: Client) -> Pseudonymizer:
+    """Mask the case's client (``[PERSON_1_...]``) and the practice's other known clients.
+
+    The other clients are read only to be masked, never shown: RLS limits them to this
+    practice, whatever the caller's role.
+    """
+    others = db.scalars(
+        select(Client).where(Client.id != client.id)
+        .order_by(Client.created_at.desc()).limit(OTHER_CLIENTS_MASKED)
+    )
+    return Pseudonymizer.for_people([identity_of(client), *map(identity_of, others)])
 
 
 def _save_draft(session_id: uuid.UUID, note_format: str, text: str) -> Note:
@@ -69,7 +88,7 @@ class NoteDrafts(MethodView):
             abort(422, "no_transcript", "The session has no transcript to draft from.")
         client = db.get(Client, record.client_id)
         assert client is not None
-        pseudonymizer = Pseudonymizer.for_people([identity_of(client)])
+        pseudonymizer = pseudonymizer_for(db, client)
         messages = draft_messages(data["format"], record.transcript,
                                   modality=record.modality,
                                   duration_minutes=record.duration_minutes)

@@ -81,3 +81,39 @@ def test_case_chat_and_usage(app, case):
     assert body["by_feature"]["case_chat"]["calls"] == 1
     assert body["total_tokens"] == body["budget"]["used"]
     assert body["budget"]["reserved"] == 0
+
+
+def test_other_clients_of_the_practice_are_masked_too(app, case):
+    practice, _client, session = case
+    practice.create_client(first_name="Wilhelmine", last_name="Zwickelbauer")
+    c, h = practice.client, practice.admin.headers
+    etag = c.get(f"/api/v1/sessions/{session['id']}", headers=h).headers["ETag"]
+    c.patch(f"/api/v1/sessions/{session['id']}", headers={**h, "If-Match": etag},
+            json={"transcript": f"{TRANSCRIPT} He met Wilhelmine Zwickelbauer outside."})
+    simulator = app.extensions["clinai_llm_simulator"]
+    before = len(simulator.requests)
+    response = c.post(f"/api/v1/sessions/{session['id']}/note-drafts", json={"format": "SOAP"},
+                      headers=h)
+    assert response.status_code == 201
+    sent = json.dumps(simulator.requests[before:])
+    assert "Zwickelbauer" not in sent and "Wilhelmine" not in sent
+    assert "[PERSON_2_LAST]" in sent
+
+
+def test_token_counter_has_tenant_dimension(app, case):
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    practice, _client, session = case
+    response = practice.client.post(f"/api/v1/sessions/{session['id']}/note-drafts",
+                                    json={"format": "BIRP"}, headers=practice.admin.headers)
+    assert response.status_code == 201
+    data = reader.get_metrics_data()
+    points = [p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+              if m.name == "clinai.llm.tokens" for p in m.data.data_points]
+    mine = {p.attributes["kind"]: p.value for p in points
+            if p.attributes.get("tenant_id") == str(practice.id)}
+    assert mine["prompt"] > 0 and mine["completion"] > 0
