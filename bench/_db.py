@@ -14,7 +14,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,3 +186,12 @@ def summary_ms(values_ms: Sequence[float]) -> dict[str, float | int]:
         "p95_ms": round(percentile(values_ms, 95), 1),
         "max_ms": round(max(values_ms), 1) if values_ms else math.nan,
     }
+
+
+def run_main(main: Callable[[], int]) -> int:
+    """Run a benchmark's ``main``; a timeout exits 2 after cleanup has dropped everything."""
+    try:
+        return main()
+    except BenchTimeout:
+        print("benchmark timed out (--timeout); created objects were dropped", file=sys.stderr)
+        return 2

@@ -37,10 +37,10 @@ from bench._db import (
     ROOT,
     VENV_BIN,
     BenchDatabase,
-    BenchTimeout,
     Deadline,
     bench_database,
     default_server_url,
+    run_main,
     summary_ms,
     watchdog,
 )
@@ -265,22 +265,10 @@ def main(argv: list[str] | None = None) -> int:
                   "(add clients.bench_note_serial + index), jobs=1")
             results["migrate"].append(real_upgrade(config, [second_dir], 1, serial_revision,
                                                    deadline))
-            # jobs=1 ran in this process and left a pooled worker engine behind.
-            for engine in migrate._worker_engines.values():
-                engine.dispose()
-            migrate._worker_engines.clear()
 
     print(json.dumps(results, sort_keys=True))
     return 0
 
 
-def run() -> int:
-    try:
-        return main()
-    except BenchTimeout:
-        print("benchmark timed out (--timeout); created objects were dropped", file=sys.stderr)
-        return 2
-
-
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(run_main(main))

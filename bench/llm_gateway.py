@@ -54,11 +54,11 @@ from sqlalchemy.engine import make_url
 
 from bench._db import (
     BenchDatabase,
-    BenchTimeout,
     Deadline,
     bench_database,
     default_server_url,
     percentile,
+    run_main,
     watchdog,
 )
 from llm.client import DEFAULT_DEPLOYMENT, ProviderConfig, create_client
@@ -331,13 +331,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run() -> int:
-    try:
-        return main()
-    except BenchTimeout:
-        print("benchmark timed out (--timeout); created objects were dropped", file=sys.stderr)
-        return 2
-
-
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(run_main(main))

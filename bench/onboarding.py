@@ -35,10 +35,10 @@ from bench._db import (
     ROOT,
     VENV_BIN,
     BenchDatabase,
-    BenchTimeout,
     Deadline,
     bench_database,
     default_server_url,
+    run_main,
     summary_ms,
     watchdog,
 )
@@ -223,13 +223,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run() -> int:
-    try:
-        return main()
-    except BenchTimeout:
-        print("benchmark timed out (--timeout); created objects were dropped", file=sys.stderr)
-        return 2
-
-
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(run_main(main))

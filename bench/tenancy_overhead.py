@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import re
-import secrets
 import socket
 import statistics
 import subprocess
@@ -26,15 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 from jwt.algorithms import RSAAlgorithm
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from api.auth import DevIssuer
 from api.settings import DEV_AUDIENCE
-from tenancy.database import DatabaseConfig, create_owner_engine, ensure_roles
-from tenancy.migrate import upgrade_public
+from bench._db import bench_database
+from tenancy.database import create_owner_engine
 from tenancy.provisioning import create_tenant
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,25 +42,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextmanager
-def bench_database(server: str) -> Iterator[DatabaseConfig]:
-    suffix = secrets.token_hex(4)
-    name, owner, app = f"clinai_bench_{suffix}", f"clinai_b{suffix}_owner", f"clinai_b{suffix}_app"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    config = DatabaseConfig(admin_url=url, app_password="bench", owner_role=owner, app_role=app)
-    try:
-        ensure_roles(config)
-        upgrade_public(config)
-        yield config
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'DROP ROLE IF EXISTS "{app}"')
-            conn.execute(f'DROP ROLE IF EXISTS "{owner}"')
 
 
 @contextmanager
@@ -110,7 +88,8 @@ def main() -> None:
                         help="also measure the plain app with each tenancy piece added")
     args = parser.parse_args()
 
-    with bench_database(args.database_url) as config:
+    with bench_database(args.database_url) as bench:
+        config = bench.config()
         owner = create_owner_engine(config)
         tenant = create_tenant(owner, name="Bench", admin_user_id="bench-admin",
                                app_role=config.app_role)
