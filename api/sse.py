@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,8 @@ from api.db import commit_request, open_tenant_session
 from llm.errors import LLMError
 from llm.gateway import GatewayStream
 from tenancy.context import TenantContext
+
+log = logging.getLogger(__name__)
 
 
 def wants_event_stream() -> bool:
@@ -44,6 +47,12 @@ def stream_reply(stream: GatewayStream, context: TenantContext,
         try:
             key, saved_id = save(stream)
             commit_request(session)
+        except Exception as exc:  # headers are sent: end the stream cleanly
+            # The type only: messages of database errors can carry the reply's text.
+            log.error("saving a streamed reply failed (%s)", type(exc).__name__)
+            yield event("error", {"error": "save_failed",
+                                  "message": "The reply could not be saved; nothing was kept."})
+            return
         finally:
             session.close()
         assert stream.usage is not None

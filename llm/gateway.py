@@ -200,6 +200,7 @@ class Gateway:
 
     def _settle(self, ctx: CallContext, reservation: Reservation, usage: Usage, started: float,
                 attempts: int, status: str) -> None:
+        """Meter the call; retried, because the provider has billed it either way."""
         record = UsageRecord(
             tenant_id=ctx.tenant_id, user_id=ctx.user_id, feature=ctx.feature,
             deployment=self.deployment, prompt_tokens=usage.prompt_tokens,
@@ -209,7 +210,16 @@ class Gateway:
                                    usage.completion_tokens),
             latency_ms=int((time.monotonic() - started) * 1000), attempts=attempts,
             status=status, usage_source=usage.source, request_id=ctx.request_id)
-        self.ledger.settle(reservation, record)
+        for attempt in range(3):
+            try:
+                self.ledger.settle(reservation, record)
+                break
+            except Exception as exc:
+                if attempt == 2:
+                    log.error("settling an LLM call failed (%s); reservation left open",
+                              type(exc).__name__)
+                    raise
+                self.sleep(0.2 * (attempt + 1))
         attributes = {"tenant_id": str(ctx.tenant_id), "feature": ctx.feature}
         _tokens.add(usage.prompt_tokens, {**attributes, "kind": "prompt"})
         _tokens.add(usage.completion_tokens, {**attributes, "kind": "completion"})
@@ -256,7 +266,7 @@ class GatewayStream:
                     if piece:
                         self._received.append(piece)
                         yield piece
-        except (openai.APIError, openai.APIConnectionError) as exc:
+        except Exception as exc:  # any break in the upstream fails the reply
             self._error = exc
         self._exhausted = True
 
@@ -283,11 +293,11 @@ class GatewayStream:
         """Finish reading the upstream (for its usage) and meter the call, once."""
         if self._settled:
             return
-        self._settled = True
         disconnected = not self._exhausted
         if disconnected:
-            for _ in self._raw():  # drain: the usage chunk comes last
+            for _ in self._raw():  # drain: the usage chunk comes last (errors end _raw)
                 pass
+        self._settled = True
         if self._provider_usage is not None:
             usage = self._provider_usage
         else:

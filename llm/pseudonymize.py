@@ -62,18 +62,39 @@ def _phone_pattern(phone: str) -> str | None:
     return r"\+?(?:" + "|".join(alternatives) + r")(?!\d)"
 
 
+# Text that looks like one of our placeholders is defused before masking, so a user can't
+# type "[PERSON_2_LAST]" and have the reply "restored" into someone else's name.
+_PLACEHOLDER_LIKE = re.compile(r"\[(PERSON_\d+_[A-Z]+)\]", re.IGNORECASE)
+_WORD = re.compile(r"(?<![\w\[])[^\W\d_]+(?:-[^\W\d_]+)*")
+
+
 @dataclass
 class Pseudonymizer:
-    """Maps identifiers to placeholders (``[PERSON_1_LAST]`` ...) and back."""
+    """Maps identifiers to placeholders (``[PERSON_1_LAST]`` ...) and back.
+
+    ``people`` get every identifier masked with patterns; ``others`` (the practice's
+    other clients, possibly hundreds) get their names masked in one dictionary pass over
+    the words of the text. Only placeholders this object produced are ever restored.
+    """
 
     _rules: list[tuple[int, re.Pattern[str], str]] = field(default_factory=list)
     _originals: dict[str, str] = field(default_factory=dict)
+    _names: dict[str, str] = field(default_factory=dict)
+    _used: set[str] = field(default_factory=set)
 
     @classmethod
-    def for_people(cls, people: Iterable[Identity]) -> Pseudonymizer:
+    def for_people(cls, people: Iterable[Identity],
+                   others: Iterable[Identity] = ()) -> Pseudonymizer:
         self = cls()
-        for number, person in enumerate(people, start=1):
+        known = list(people)
+        for number, person in enumerate(known, start=1):
             self._add_person(number, person)
+        for number, person in enumerate(others, start=len(known) + 1):
+            for part, value in (("FIRST", person.first_name), ("LAST", person.last_name)):
+                if value and len(value.strip()) >= 3:
+                    placeholder = f"[PERSON_{number}_{part}]"
+                    self._originals.setdefault(placeholder, value.strip())
+                    self._names.setdefault(value.strip().lower(), placeholder)
         # Contact details before names (an e-mail address contains the surname), then
         # longest first, so "Anna-Lena" wins over "Anna".
         self._rules.sort(key=lambda rule: (rule[0], -len(rule[1].pattern)))
@@ -110,17 +131,33 @@ class Pseudonymizer:
                       person.address.strip(), words=False)
 
     def pseudonymize(self, text: str) -> str:
+        text = _PLACEHOLDER_LIKE.sub(r"(\1)", text)
         for _priority, pattern, placeholder in self._rules:
-            text = pattern.sub(placeholder, text)
+            text, count = pattern.subn(placeholder, text)
+            if count:
+                self._used.add(placeholder)
+        if self._names:
+            text = _WORD.sub(self._mask_word, text)
         return text
+
+    def _mask_word(self, match: re.Match[str]) -> str:
+        word = match.group(0)
+        key = word.lower()
+        placeholder, rest = self._names.get(key), ""
+        if placeholder is None and key.endswith("s"):  # German genitive: "Zwetschkes"
+            placeholder, rest = self._names.get(key[:-1]), word[-1]
+        if placeholder is None:
+            return word
+        self._used.add(placeholder)
+        return placeholder + rest
 
     def pseudonymize_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{**m, "content": self.pseudonymize(m["content"])}
                 if isinstance(m.get("content"), str) else dict(m) for m in messages]
 
     def restore(self, text: str) -> str:
-        for placeholder, original in self._originals.items():
-            text = text.replace(placeholder, original)
+        for placeholder in self._used:
+            text = text.replace(placeholder, self._originals[placeholder])
         return text
 
     def restore_stream(self, pieces: Iterable[str]) -> Iterator[str]:

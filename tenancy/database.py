@@ -64,6 +64,8 @@ def app_url(config: DatabaseConfig) -> URL:
 def create_app_engine(config: DatabaseConfig, **kwargs: Any) -> Engine:
     """Create the pooled engine requests use."""
     options: dict[str, Any] = {
+        # Bound parameters carry clinical text: keep them out of exception messages.
+        "hide_parameters": True,
         "pool_size": config.pool_size,
         "max_overflow": 0,
         "pool_pre_ping": False,
@@ -75,7 +77,7 @@ def create_app_engine(config: DatabaseConfig, **kwargs: Any) -> Engine:
 
 def create_owner_engine(config: DatabaseConfig, **kwargs: Any) -> Engine:
     """Create an engine whose connections act as the owner role (provisioning, migrations)."""
-    options: dict[str, Any] = (
+    options: dict[str, Any] = {"hide_parameters": True} | (
         dict(kwargs) if "poolclass" in kwargs else {"pool_size": 2, "max_overflow": 2, **kwargs}
     )
     engine = create_engine(sqlalchemy_url(config.admin_url), **options)

@@ -47,16 +47,17 @@ def identity_of(client: Client) -> Identity:
 
 
 def pseudonymizer_for(db: Session, client: Client) -> Pseudonymizer:
-    """Mask the case's client (``[PERSON_1_...]``) and the practice's other known clients.
+    """Mask the case's client (``[PERSON_1_...]``) and the names of the practice's other
+    known clients.
 
-    The other clients are read only to be masked, never shown: RLS limits them to this
-    practice, whatever the caller's role.
+    The other clients are read only to be masked, never shown: a placeholder is restored
+    only if this request's own text produced it.
     """
     others = db.scalars(
         select(Client).where(Client.id != client.id)
         .order_by(Client.created_at.desc()).limit(OTHER_CLIENTS_MASKED)
     )
-    return Pseudonymizer.for_people([identity_of(client), *map(identity_of, others)])
+    return Pseudonymizer.for_people([identity_of(client)], others=map(identity_of, others))
 
 
 def _save_draft(session_id: uuid.UUID, note_format: str, text: str) -> Note:

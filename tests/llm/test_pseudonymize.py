@@ -46,6 +46,7 @@ def test_restore_roundtrip(p):
 
 
 def test_restore_stream_handles_split_placeholders(p):
+    p.pseudonymize("Quentin Quenstedt")  # only placeholders this prompt produced come back
     pieces = ["Today [PERS", "ON_1_LA", "ST] said ", "[PERSON_1_FIRST]", " is fine [x"]
     assert "".join(p.restore_stream(pieces)) == "Today Quenstedt said Quentin is fine [x"
 
@@ -73,3 +74,28 @@ def test_german_genitive_roundtrip(p):
                                      "12 April 1985", "12/4/1985"])
 def test_more_birth_date_notations(p, written):
     assert p.pseudonymize(f"geboren {written}.") == "geboren [PERSON_1_DOB]."
+
+
+def test_typed_placeholders_are_defused_and_never_restored():
+    p = Pseudonymizer.for_people([PERSON], others=[Identity(first_name="Hildegard",
+                                                            last_name="Zwetschke")])
+    masked = p.pseudonymize("Who is [PERSON_2_FIRST] [person_2_last]?")
+    assert "[PERSON_2" not in masked.upper().replace("(PERSON_2", "")
+    # Even if the model answers with another person's placeholder, it stays a placeholder.
+    assert p.restore("[PERSON_2_FIRST] [PERSON_2_LAST]") == "[PERSON_2_FIRST] [PERSON_2_LAST]"
+
+
+def _alpha(i: int) -> str:
+    return chr(97 + i % 26) + chr(97 + i // 26)
+
+
+def test_other_clients_names_masked_in_one_pass():
+    others = [Identity(first_name=f"Vor{_alpha(i)}", last_name=f"Nach{_alpha(i)}")
+              for i in range(500)]
+    p = Pseudonymizer.for_people([PERSON], others=others)
+    text = f"Nach{_alpha(250)}s Mutter traf Vor{_alpha(7)} und Quenstedt. " * 2000
+    masked = p.pseudonymize(text)
+    assert f"Nach{_alpha(250)}" not in masked and f"Vor{_alpha(7)}" not in masked
+    assert masked.startswith("[PERSON_252_LAST]s Mutter traf [PERSON_9_FIRST] und "
+                             "[PERSON_1_LAST].")
+    assert p.restore(masked) == text
