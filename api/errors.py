@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import flask_smorest
 from flask import Flask, Response, jsonify
 from marshmallow import fields
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
@@ -103,6 +104,14 @@ def init_app(app: Flask) -> None:
                 return error_response(status, exc.code, exc.message)
         log.error("unmapped tenancy error %s", exc.code)
         return error_response(500, "internal_error", "The server could not complete the request.")
+
+    @app.errorhandler(DataError)
+    def _data(_exc: DataError) -> Response:
+        # SQLSTATE class 22: a value the database can't store (NUL character, a timestamp
+        # or number out of range). Always the input's fault; the transaction is discarded.
+        return error_response(422, "invalid_value",
+                              "A value is outside what can be stored (e.g. a NUL character "
+                              "or an out-of-range date or number).")
 
     @app.errorhandler(StaleDataError)
     def _stale(_exc: StaleDataError) -> Response:

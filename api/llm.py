@@ -6,7 +6,13 @@ from flask import Flask, Response, current_app
 
 from api.errors import error_response
 from llm.client import ProviderConfig, create_client
-from llm.errors import AdmissionRefused, ContentFiltered, LLMError, LLMUnavailable
+from llm.errors import (
+    AdmissionRefused,
+    ContentFiltered,
+    LLMError,
+    LLMUnavailable,
+    RequestTooLarge,
+)
 from llm.gateway import Gateway, RetryPolicy
 from llm.ledger import Ledger, Limits
 from llm.simulator import Simulator
@@ -49,7 +55,8 @@ def init_app(app: Flask) -> None:
     def _llm_error(exc: LLMError) -> Response:
         status = (429 if isinstance(exc, AdmissionRefused) else 503
                   if isinstance(exc, LLMUnavailable) else 422
-                  if isinstance(exc, ContentFiltered) else 502)
+                  if isinstance(exc, ContentFiltered) else 413
+                  if isinstance(exc, RequestTooLarge) else 502)
         response = error_response(status, exc.code, exc.message)
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(exc.retry_after)

@@ -48,6 +48,8 @@ _INT_SETTINGS = {
     "LLM_TENANT_TOKENS_PER_MINUTE", "LLM_TIMEOUT_SECONDS", "LLM_MAX_ATTEMPTS",
 }
 DEV_AUDIENCE = "clinai-dev-api"
+# Environments where the in-process LLM simulator may stand in for Azure OpenAI.
+DEV_ENVS = frozenset({"development", "test"})
 
 
 class ConfigError(RuntimeError):
@@ -93,6 +95,9 @@ def validate(config: Mapping[str, Any]) -> None:
             "AUTH_OIDC_METADATA_URL is not set; only APP_ENV=development may use the "
             "development token issuer"
         )
+    if not config.get("AZURE_OPENAI_ENDPOINT") and config.get("APP_ENV") not in DEV_ENVS:
+        raise ConfigError("AZURE_OPENAI_ENDPOINT is not set; the LLM simulator serves only "
+                          f"APP_ENV in {sorted(DEV_ENVS)}")
 
 
 def load(test_config: Mapping[str, Any] | None = None,

@@ -4,6 +4,7 @@
     ├── AdmissionRefused          the tenant may not spend now (HTTP 429)
     │   ├── BudgetExhausted       the monthly token budget would be exceeded
     │   └── RateLimited           the per-minute request or token limit is reached
+    ├── RequestTooLarge           one request needs more tokens than a limit allows (HTTP 413)
     ├── LLMUnavailable            the provider stayed unavailable past retries (HTTP 503)
     └── ContentFiltered           the provider's content filter refused the request (HTTP 422)
 
@@ -33,6 +34,10 @@ class BudgetExhausted(AdmissionRefused):
 
 class RateLimited(AdmissionRefused):
     code = "rate_limited"
+
+
+class RequestTooLarge(LLMError):
+    code = "request_too_large"
 
 
 class LLMUnavailable(LLMError):

@@ -3,6 +3,10 @@
 Reserving is one UPDATE on the tenant's budget row guarded by the limits in its WHERE
 clause: concurrent reservations serialise on the row lock and each re-checks the
 committed counters, so N concurrent requests can never reserve past the budget.
+Reservations of calls still in flight count across a month's rollover. A reservation
+that was never settled (a crashed process) is dropped once the row has been idle for
+15 minutes: every call reserves (touching the row) and ends within its deadline, so
+after that long no reserved call can still be running.
 Settling releases the reservation, adds the provider-reported usage and appends the
 ledger row in one transaction. Each transaction sets ``app.tenant_id``: the tables are
 under row-level security like every tenant table.
@@ -20,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from llm.errors import BudgetExhausted, RateLimited
+from llm.errors import BudgetExhausted, RateLimited, RequestTooLarge
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +83,8 @@ _RESERVE = """
 UPDATE public.llm_budgets AS b SET
     period = p.period,
     used = CASE WHEN b.period = p.period THEN b.used ELSE 0 END,
-    reserved = CASE WHEN b.period = p.period THEN b.reserved ELSE 0 END + %(n)s,
+    reserved = CASE WHEN b.updated_at < now() - interval '15 minutes' THEN 0
+                    ELSE b.reserved END + %(n)s,
     minute_start = p.minute,
     minute_requests = CASE WHEN b.minute_start = p.minute THEN b.minute_requests ELSE 0 END + 1,
     minute_tokens = CASE WHEN b.minute_start = p.minute THEN b.minute_tokens ELSE 0 END + %(n)s,
@@ -87,15 +92,17 @@ UPDATE public.llm_budgets AS b SET
 FROM (SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') AS period,
              date_trunc('minute', now()) AS minute) AS p
 WHERE b.tenant_id = %(t)s
-  AND (CASE WHEN b.period = p.period THEN b.used + b.reserved ELSE 0 END) + %(n)s
-      <= coalesce(b.monthly_tokens, %(budget)s)
+  AND (CASE WHEN b.period = p.period THEN b.used ELSE 0 END)
+      + (CASE WHEN b.updated_at < now() - interval '15 minutes' THEN 0 ELSE b.reserved END)
+      + %(n)s <= coalesce(b.monthly_tokens, %(budget)s)
   AND (CASE WHEN b.minute_start = p.minute THEN b.minute_requests ELSE 0 END) + 1 <= %(rpm)s
   AND (CASE WHEN b.minute_start = p.minute THEN b.minute_tokens ELSE 0 END) + %(n)s <= %(tpm)s
 RETURNING p.period, p.minute
 """
 _WHY = """
-SELECT (CASE WHEN b.period = p.period THEN b.used + b.reserved ELSE 0 END) + %(n)s
-           > coalesce(b.monthly_tokens, %(budget)s) AS over_budget,
+SELECT (CASE WHEN b.period = p.period THEN b.used ELSE 0 END)
+       + (CASE WHEN b.updated_at < now() - interval '15 minutes' THEN 0 ELSE b.reserved END)
+       + %(n)s > coalesce(b.monthly_tokens, %(budget)s) AS over_budget,
        extract(epoch FROM (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month')
                - now() AT TIME ZONE 'UTC')::int AS to_next_month,
        60 - extract(second FROM now())::int AS to_next_minute
@@ -105,7 +112,7 @@ WHERE b.tenant_id = %(t)s
 """
 _SETTLE = """
 UPDATE public.llm_budgets SET
-    reserved = CASE WHEN period = %(period)s THEN greatest(reserved - %(n)s, 0) ELSE reserved END,
+    reserved = greatest(reserved - %(n)s, 0),
     used = used + %(actual)s,
     minute_tokens = CASE WHEN minute_start = %(minute)s
                          THEN greatest(minute_tokens - %(n)s + %(actual)s, 0)
@@ -156,7 +163,13 @@ class Ledger:
         self.limits = limits
 
     def reserve(self, tenant_id: uuid.UUID, tokens: int) -> Reservation:
-        """Reserve ``tokens`` or raise ``BudgetExhausted`` / ``RateLimited``."""
+        """Reserve ``tokens`` or raise ``BudgetExhausted`` / ``RateLimited``.
+
+        A request larger than the per-minute token limit could never be admitted:
+        ``RequestTooLarge`` says so instead of a retry that can't succeed.
+        """
+        if tokens > self.limits.tokens_per_minute:
+            raise RequestTooLarge("the request needs more tokens than the per-minute limit")
         params: dict[str, Any] = {"t": tenant_id, "n": tokens,
                                   "budget": self.limits.monthly_tokens,
                                   "rpm": self.limits.requests_per_minute,
@@ -193,8 +206,7 @@ class Ledger:
 SELECT coalesce(monthly_tokens, :budget) AS monthly_tokens,
        CASE WHEN period = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') THEN used ELSE 0 END
            AS used,
-       CASE WHEN period = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') THEN reserved ELSE 0 END
-           AS reserved
+       reserved
 FROM public.llm_budgets WHERE tenant_id = :t
 """), {"t": tenant_id, "budget": self.limits.monthly_tokens}).one_or_none()
         monthly = row.monthly_tokens if row else self.limits.monthly_tokens

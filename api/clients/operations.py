@@ -39,10 +39,10 @@ def list_clients(db: Session, p: Principal, *, status: str | None, offset: int,
 
 
 def _check_assignee(db: Session, p: Principal, assignee: str | None) -> None:
-    if assignee is None:
-        return
     if p.role != "admin" and assignee != p.user_id:
         abort(403, "role_forbidden", "Therapists may only assign clients to themselves.")
+    if assignee is None:
+        return
     member = db.get(Membership, (p.tenant_id, assignee))
     if member is None:
         abort(422, "validation_failed", "assigned_therapist_id is not a member of the practice.",
@@ -50,8 +50,8 @@ def _check_assignee(db: Session, p: Principal, assignee: str | None) -> None:
 
 
 def create_client(db: Session, p: Principal, data: dict[str, Any]) -> Client:
-    if p.role != "admin":
-        data.setdefault("assigned_therapist_id", p.user_id)
+    if p.role != "admin" and data.get("assigned_therapist_id") is None:
+        data["assigned_therapist_id"] = p.user_id
     _check_assignee(db, p, data.get("assigned_therapist_id"))
     client = Client(**data)
     db.add(client)

@@ -15,6 +15,7 @@ from api.auth import principal, tenant_member
 from api.clients.operations import get_client, visible_clients
 from api.common import audit
 from api.conversations.schemas import (
+    ConversationCreateSchema,
     ConversationSchema,
     MessageCreateSchema,
     MessageSchema,
@@ -84,8 +85,9 @@ class ClientConversations(MethodView):
         return items
 
     @tenant_member(*ROLES)
+    @blp.arguments(ConversationCreateSchema, example={})
     @blp.response(201, ConversationSchema)
-    def post(self, client_id: uuid.UUID) -> Any:
+    def post(self, _data: dict[str, Any], client_id: uuid.UUID) -> Any:
         """Start a conversation about a client."""
         db, p = session(), principal()
         client = get_client(db, p, client_id)

@@ -529,7 +529,12 @@ SETTINGS: list[tuple[str, dict[str, Any], str | None]] = [
                                 "AUTH_AUDIENCE": None}, "AUTH_AUDIENCE is required"),
     ("no_database", {"DATABASE_URL": None}, "DATABASE_URL"),
     ("https_remote", {"APP_ENV": "production",
-                      "AUTH_OIDC_METADATA_URL": "https://login.example.com/.well-known/x"}, None),
+                      "AUTH_OIDC_METADATA_URL": "https://login.example.com/.well-known/x",
+                      "AZURE_OPENAI_ENDPOINT": "https://clinai.openai.azure.com"}, None),
+    ("production_without_llm_endpoint", {
+        "APP_ENV": "production",
+        "AUTH_OIDC_METADATA_URL": "https://login.example.com/.well-known/x"},
+     "AZURE_OPENAI_ENDPOINT is not set"),
     ("http_loopback_v4", {"AUTH_OIDC_METADATA_URL": "http://127.0.0.1:1/x"}, None),
     ("http_loopback_name", {"AUTH_OIDC_METADATA_URL": "http://localhost:1/x"}, None),
     ("http_loopback_v6", {"AUTH_OIDC_METADATA_URL": "http://[::1]:1/x"}, None),
@@ -599,7 +604,7 @@ def test_dev_token_is_accepted_by_the_development_app(build_app, client, issuer)
 
 
 @pytest.mark.parametrize("overrides", [
-    {"APP_ENV": "production"},
+    {"APP_ENV": "production", "AZURE_OPENAI_ENDPOINT": "https://clinai.openai.azure.com"},
     {"APP_ENV": "test"},
     {"APP_ENV": "development"},  # with AUTH_OIDC_METADATA_URL set: no dev issuer
 ], ids=["production", "test", "development_with_oidc"])

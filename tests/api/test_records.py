@@ -167,3 +167,46 @@ def test_refused_requests_write_nothing(practice):
     c, h = practice.client, practice.admin.headers
     c.post("/api/v1/clients", json={"first_name": "A"}, headers=h)
     assert c.get("/api/v1/admin/audit-events", headers=h).json == []
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/api/v1/clients", {"first_name": "Erika\u0000", "last_name": "B"}),
+    ("GET", "/api/v1/clients?page=99999999999999999999", None),
+])
+def test_unstorable_values_are_422_not_500(practice, method, path, body):
+    response = practice.client.open(path, method=method, json=body,
+                                    headers=practice.admin.headers)
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert response.json["code"] == 422
+    assert practice.client.get("/api/v1/clients", headers=practice.admin.headers).json == []
+
+
+@pytest.mark.parametrize("started_at", ["0001-01-01T00:00:00+14:00",
+                                        "9999-12-31T23:59:59-14:00"])
+def test_implausible_session_times_are_422(practice, started_at):
+    client = practice.create_client()
+    response = practice.client.post(f"/api/v1/clients/{client['id']}/sessions",
+                                    headers=practice.admin.headers,
+                                    json={**SESSION, "started_at": started_at})
+    _assert_error(response, 422, "validation_failed")
+
+
+@pytest.mark.parametrize("period", ["0000-01", "9999-12", "2026-13", "26-01"])
+def test_usage_period_is_validated(practice, period):
+    response = practice.client.get(f"/api/v1/admin/usage?period={period}",
+                                   headers=practice.admin.headers)
+    _assert_error(response, 422, "validation_failed")
+
+
+def test_therapist_cannot_leave_a_client_unassigned(practice):
+    therapist = practice.add_member("therapist")
+    c = practice.client
+    created = c.post("/api/v1/clients", headers=therapist.headers,
+                     json={"first_name": "A", "last_name": "B", "assigned_therapist_id": None})
+    assert created.status_code == 201
+    assert created.json["assigned_therapist_id"] == therapist.sub
+    path = f"/api/v1/clients/{created.json['id']}"
+    etag = c.get(path, headers=therapist.headers).headers["ETag"]
+    unassign = c.patch(path, json={"assigned_therapist_id": None},
+                       headers={**therapist.headers, "If-Match": etag})
+    _assert_error(unassign, 403, "role_forbidden")

@@ -117,3 +117,38 @@ def test_token_counter_has_tenant_dimension(app, case):
     mine = {p.attributes["kind"]: p.value for p in points
             if p.attributes.get("tenant_id") == str(practice.id)}
     assert mine["prompt"] > 0 and mine["completion"] > 0
+
+
+def test_conversation_create_refuses_unknown_fields(case):
+    practice, client, _session = case
+    response = practice.client.post(f"/api/v1/clients/{client['id']}/conversations",
+                                    json={"x": 1}, headers=practice.admin.headers)
+    assert (response.status_code, response.json["error"]) == (422, "validation_failed")
+
+
+def test_streamed_reply_that_cannot_be_saved_ends_with_error(app, case):
+    practice, client, _session = case
+    c, h = practice.client, practice.admin.headers
+    conversation = c.post(f"/api/v1/clients/{client['id']}/conversations", headers=h).json
+    path = f"/api/v1/conversations/{conversation['id']}/messages"
+    response = c.post(path, json={"content": "Quenstedt cried.\u0000"},
+                      headers={**h, "Accept": "text/event-stream"})
+    events = parse_sse(response.get_data(as_text=True))
+    assert events[-1][0] == "error"
+    assert events[-1][1]["error"] == "save_failed"
+    assert c.get(path, headers=h).json == []
+
+
+def test_request_larger_than_the_minute_limit_is_413(database_url, issuer, app, case):
+    from api import create_app
+    from tests.conftest import app_config
+
+    practice, _client, session = case
+    small = create_app(app_config(database_url, issuer, LLM_TENANT_TOKENS_PER_MINUTE=100))
+    try:
+        response = small.test_client().post(f"/api/v1/sessions/{session['id']}/note-drafts",
+                                            json={"format": "SOAP"},
+                                            headers=practice.admin.headers)
+        assert (response.status_code, response.json["error"]) == (413, "request_too_large")
+    finally:
+        small.extensions["clinai_db"].dispose()

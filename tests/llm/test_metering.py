@@ -627,7 +627,8 @@ def test_last_months_usage_does_not_count(app, make_practice, admin_conn):
     assert set_budget(app, practice.id, monthly).exit_code == 0
     # Last month the practice used everything and a reservation was never settled.
     admin_conn.execute("UPDATE public.llm_budgets SET period = '2000-01', used = %s, "
-                       "reserved = 500 WHERE tenant_id = %s", (monthly, practice.id))
+                       "reserved = 500, updated_at = now() - interval '40 days' "
+                       "WHERE tenant_id = %s", (monthly, practice.id))
     r = post_draft(practice.client, practice.admin.headers, session["id"])
     assert r.status_code == 201, r.json
     rows = ledger_rows(admin_conn, practice.id)
@@ -666,3 +667,16 @@ def test_long_retry_after_is_honoured_not_shortened(app, database_url, issuer, m
         assert slept == []  # no early retry
     finally:
         fresh.extensions["clinai_db"].dispose()
+
+
+def test_in_flight_reservation_counts_across_the_rollover(app, make_practice, admin_conn):
+    """A call reserved last month and still running blocks this month's budget too."""
+    practice = make_practice()
+    _client, session = make_case(practice)
+    monthly = draft_reservation() + 10
+    assert set_budget(app, practice.id, monthly).exit_code == 0
+    admin_conn.execute("UPDATE public.llm_budgets SET period = '2000-01', used = %s, "
+                       "reserved = %s, updated_at = now() WHERE tenant_id = %s",
+                       (monthly, draft_reservation(), practice.id))
+    r = post_draft(practice.client, practice.admin.headers, session["id"])
+    assert (r.status_code, r.json["error"]) == (429, "token_budget_exhausted")
