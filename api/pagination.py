@@ -13,15 +13,16 @@ def fetch_page(
 ) -> tuple[list[Any], int]:
     """Return one page of ``query``'s entities and the total row count.
 
-    The total rides along as ``count(*) OVER ()``; only a page past the end needs a
-    second query to learn the total.
+    The total rides along as an uncorrelated scalar subquery, computed once, so the page
+    keeps its top-N sort (``count(*) OVER ()`` would sort every row of the table); only a
+    page past the end needs a second query to learn the total.
     """
+    total_of = select(func.count()).select_from(query.order_by(None).subquery())
     rows = db.execute(
-        query.add_columns(func.count().over().label("total")).offset(offset).limit(limit)
+        query.add_columns(total_of.scalar_subquery().label("total")).offset(offset).limit(limit)
     ).all()
     if rows:
         return [row[0] for row in rows], int(rows[0][-1])
     if offset == 0:
         return [], 0
-    total = db.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    return [], int(total or 0)
+    return [], int(db.scalar(total_of) or 0)
