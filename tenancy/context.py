@@ -24,17 +24,20 @@ ROLE_KEY = "member_role"
 # Set on sessions of read-only requests: their only write is the audit event of the read.
 RELAXED_COMMIT_KEY = "relaxed_commit"
 
-# set_config(..., true) is transaction-local. The membership function is SECURITY DEFINER
-# (see migrations/versions/0001_registry.py), so the check does not depend on the order in
-# which the two settings are evaluated. psycopg placeholders: this statement is sent on
-# the driver connection in pipeline mode, together with the transaction's BEGIN.
-_ENTER_TENANT = """
-SELECT set_config('search_path', %(search_path)s::text, true) AS search_path,
-       set_config('app.tenant_id', %(tenant_id)s::text, true) AS tenant_id,
-       CASE WHEN %(relaxed)s THEN set_config('synchronous_commit', 'off', true) END AS sync,
-       m.tenant_status, m.member_role
-FROM (SELECT 1) AS one
-LEFT JOIN public.tenant_membership(%(tenant_id)s::uuid, %(user_id)s::text) AS m ON true
+# Two statements, sent with psycopg's implicit BEGIN in one pipelined round trip:
+# set_config(..., true) is transaction-local; then the tenant's status and the caller's
+# membership are read under the row-level security the first statement just set up
+# (both tables only show the current tenant's rows), with prepared, cached plans.
+_SET_CONTEXT = """
+SELECT set_config('search_path', %(search_path)s::text, true),
+       set_config('app.tenant_id', %(tenant_id)s::text, true),
+       CASE WHEN %(relaxed)s THEN set_config('synchronous_commit', 'off', true) END
+"""
+_MEMBERSHIP = """
+SELECT t.status, m.role
+FROM public.tenants t
+LEFT JOIN public.memberships m ON m.tenant_id = t.id AND m.user_id = %(user_id)s::text
+WHERE t.id = %(tenant_id)s::uuid
 """
 
 
@@ -65,12 +68,11 @@ def enter_tenant(connection: Connection, context: TenantContext, *,
         "user_id": context.user_id,
         "relaxed": relaxed_commit,
     }
-    # Pipeline mode sends psycopg's implicit BEGIN and this statement in one round trip.
     with driver.pipeline():  # type: ignore[union-attr]
-        cursor = driver.execute(_ENTER_TENANT, params)  # type: ignore[union-attr]
+        driver.execute(_SET_CONTEXT, params)  # type: ignore[union-attr]
+        cursor = driver.execute(_MEMBERSHIP, params)  # type: ignore[union-attr]
     row = cursor.fetchone()
-    assert row is not None
-    tenant_status, member_role = row[3], row[4]
+    tenant_status, member_role = row if row is not None else (None, None)
     if tenant_status is None:
         raise TenantUnknown("the token names an unknown tenant")
     if tenant_status != "active":

@@ -26,7 +26,6 @@ PUBLIC_APP_GRANTS = {
     "llm_usage": "SELECT, INSERT",  # append-only ledger
 }
 PUBLIC_APP_FUNCTIONS = (
-    "tenant_membership(uuid, text)",
     "claims_for_user(text)",
     "accept_invitation(text, text)",
 )
