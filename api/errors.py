@@ -106,7 +106,10 @@ def init_app(app: Flask) -> None:
         return error_response(500, "internal_error", "The server could not complete the request.")
 
     @app.errorhandler(DataError)
-    def _data(_exc: DataError) -> Response:
+    def _data(exc: DataError) -> Response:
+        # The SQLSTATE only: the message can quote the offending value.
+        log.warning("database refused a value (SQLSTATE %s)",
+                    getattr(exc.orig, "sqlstate", None))
         # SQLSTATE class 22: a value the database can't store (NUL character, a timestamp
         # or number out of range). Always the input's fault; the transaction is discarded.
         return error_response(422, "invalid_value",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+import sqlalchemy.exc
 from openai import AzureOpenAI
 from opentelemetry import metrics
 
@@ -86,6 +87,12 @@ class OpenCall:
     started: float
     attempts: int = 0
     response: Any = None
+
+
+# A streamed reply is cut off after this long, however slowly its consumer reads. It
+# bounds how long a reservation can stay in flight (llm/ledger.py drops reservations of a
+# budget row idle for 15 minutes).
+STREAM_MAX_SECONDS = 300.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,10 +221,12 @@ class Gateway:
             try:
                 self.ledger.settle(reservation, record)
                 break
-            except Exception as exc:
+            except sqlalchemy.exc.TimeoutError:
+                # No connection from the pool: nothing was sent, so a retry can't count
+                # twice. Any other failure may have committed; it is not retried.
                 if attempt == 2:
-                    log.error("settling an LLM call failed (%s); reservation left open",
-                              type(exc).__name__)
+                    log.error("settling an LLM call failed (pool exhausted); reservation "
+                              "left to expire")
                     raise
                 self.sleep(0.2 * (attempt + 1))
         attributes = {"tenant_id": str(ctx.tenant_id), "feature": ctx.feature}
@@ -255,8 +264,11 @@ class GatewayStream:
         self.usage: Usage | None = None
 
     def _raw(self) -> Iterator[str]:
+        deadline = self._call.started + STREAM_MAX_SECONDS
         try:
             for chunk in self._upstream:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("stream exceeded its time limit")
                 if chunk.usage is not None:
                     self._provider_usage = Usage.from_provider(chunk.usage)
                 for choice in chunk.choices or []:
@@ -298,6 +310,9 @@ class GatewayStream:
             for _ in self._raw():  # drain: the usage chunk comes last (errors end _raw)
                 pass
         self._settled = True
+        close_upstream = getattr(self._upstream, "close", None)
+        if close_upstream is not None:
+            close_upstream()  # release the HTTP connection, also after an error
         if self._provider_usage is not None:
             usage = self._provider_usage
         else:

@@ -5,8 +5,9 @@ clause: concurrent reservations serialise on the row lock and each re-checks the
 committed counters, so N concurrent requests can never reserve past the budget.
 Reservations of calls still in flight count across a month's rollover. A reservation
 that was never settled (a crashed process) is dropped once the row has been idle for
-15 minutes: every call reserves (touching the row) and ends within its deadline, so
-after that long no reserved call can still be running.
+15 minutes: every call reserves (touching the row), is opened within its deadline and,
+if streamed, is cut off after ``STREAM_MAX_SECONDS`` (5 minutes), so after that long no
+reserved call can still be running.
 Settling releases the reservation, adds the provider-reported usage and appends the
 ledger row in one transaction. Each transaction sets ``app.tenant_id``: the tables are
 under row-level security like every tenant table.
@@ -206,7 +207,8 @@ class Ledger:
 SELECT coalesce(monthly_tokens, :budget) AS monthly_tokens,
        CASE WHEN period = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') THEN used ELSE 0 END
            AS used,
-       reserved
+       CASE WHEN updated_at < now() - interval '15 minutes' THEN 0 ELSE reserved END
+           AS reserved
 FROM public.llm_budgets WHERE tenant_id = :t
 """), {"t": tenant_id, "budget": self.limits.monthly_tokens}).one_or_none()
         monthly = row.monthly_tokens if row else self.limits.monthly_tokens

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,21 +66,43 @@ def _phone_pattern(phone: str) -> str | None:
 # Text that looks like one of our placeholders is defused before masking, so a user can't
 # type "[PERSON_2_LAST]" and have the reply "restored" into someone else's name.
 _PLACEHOLDER_LIKE = re.compile(r"\[(PERSON_\d+_[A-Z]+)\]", re.IGNORECASE)
-_WORD = re.compile(r"(?<![\w\[])[^\W\d_]+(?:-[^\W\d_]+)*")
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def _mentions(person: Identity, text: str, digits: str) -> bool:
+    """Cheap pre-check (substring tests): could ``text`` mention ``person`` at all?"""
+    lowered = text.casefold()
+    words = [w for v in (person.first_name, person.last_name) if v
+             for w in [v, *re.split(r"[\s\-]+", v)] if len(w) >= 2]
+    if any(_nfc(w).casefold() in lowered for w in words):
+        return True
+    if person.email and person.email.casefold() in lowered:
+        return True
+    if person.address and _nfc(person.address.strip()).casefold() in lowered:
+        return True
+    if person.date_of_birth and any(v.casefold() in lowered
+                                    for v in _date_variants(person.date_of_birth)):
+        return True
+    phone = re.sub(r"\D", "", person.phone or "")
+    return len(phone) >= 5 and phone[-5:] in digits
 
 
 @dataclass
 class Pseudonymizer:
     """Maps identifiers to placeholders (``[PERSON_1_LAST]`` ...) and back.
 
-    ``people`` get every identifier masked with patterns; ``others`` (the practice's
-    other clients, possibly hundreds) get their names masked in one dictionary pass over
-    the words of the text. Only placeholders this object produced are ever restored.
+    ``people`` and ``others`` (the practice's other clients, possibly hundreds) get the
+    same patterns; an ``other`` person's patterns are only built once a cheap substring
+    check finds one of their identifiers in a text, so hundreds of known clients cost
+    little. Only placeholders this object produced are ever restored.
     """
 
     _rules: list[tuple[int, re.Pattern[str], str]] = field(default_factory=list)
     _originals: dict[str, str] = field(default_factory=dict)
-    _names: dict[str, str] = field(default_factory=dict)
+    _pending: dict[int, Identity] = field(default_factory=dict)
     _used: set[str] = field(default_factory=set)
 
     @classmethod
@@ -89,18 +112,17 @@ class Pseudonymizer:
         known = list(people)
         for number, person in enumerate(known, start=1):
             self._add_person(number, person)
-        for number, person in enumerate(others, start=len(known) + 1):
-            for part, value in (("FIRST", person.first_name), ("LAST", person.last_name)):
-                if value and len(value.strip()) >= 3:
-                    placeholder = f"[PERSON_{number}_{part}]"
-                    self._originals.setdefault(placeholder, value.strip())
-                    self._names.setdefault(value.strip().lower(), placeholder)
+        self._pending = dict(enumerate(others, start=len(known) + 1))
+        self._sort()
+        return self
+
+    def _sort(self) -> None:
         # Contact details before names (an e-mail address contains the surname), then
         # longest first, so "Anna-Lena" wins over "Anna".
         self._rules.sort(key=lambda rule: (rule[0], -len(rule[1].pattern)))
-        return self
 
     def _add(self, pattern: str, placeholder: str, original: str, *, words: bool) -> None:
+        pattern = _nfc(pattern)
         if words:
             # A whole word, or followed by the German genitive "s" ("Quenstedts Mutter"):
             # only the name is replaced, so the "s" survives the round trip.
@@ -131,25 +153,19 @@ class Pseudonymizer:
                       person.address.strip(), words=False)
 
     def pseudonymize(self, text: str) -> str:
-        text = _PLACEHOLDER_LIKE.sub(r"(\1)", text)
+        text = _PLACEHOLDER_LIKE.sub(r"(\1)", _nfc(text))
+        if self._pending:
+            digits = re.sub(r"\D", "", text)
+            found = [n for n, person in self._pending.items() if _mentions(person, text, digits)]
+            for number in found:
+                self._add_person(number, self._pending.pop(number))
+            if found:
+                self._sort()
         for _priority, pattern, placeholder in self._rules:
             text, count = pattern.subn(placeholder, text)
             if count:
                 self._used.add(placeholder)
-        if self._names:
-            text = _WORD.sub(self._mask_word, text)
         return text
-
-    def _mask_word(self, match: re.Match[str]) -> str:
-        word = match.group(0)
-        key = word.lower()
-        placeholder, rest = self._names.get(key), ""
-        if placeholder is None and key.endswith("s"):  # German genitive: "Zwetschkes"
-            placeholder, rest = self._names.get(key[:-1]), word[-1]
-        if placeholder is None:
-            return word
-        self._used.add(placeholder)
-        return placeholder + rest
 
     def pseudonymize_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{**m, "content": self.pseudonymize(m["content"])}

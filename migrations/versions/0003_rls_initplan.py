@@ -10,9 +10,10 @@ InitPlan, computed once per query. ``secure_tenant_schema`` now writes (and rewr
 tenant policies this way; tenant migration ``t0003_rls_initplan`` re-secures existing
 tenant schemas.
 
-``public.tenant_membership`` goes: requests now read the tenant's status and the
-caller's membership directly, under RLS, pipelined with the context (tenancy/context.py),
-which plans once per connection instead of once per call.
+``public.tenant_membership`` is no longer called (requests read the tenant's status and
+the caller's membership directly, under RLS, pipelined with the context). It stays until
+a later migration, so instances still running the previous code keep working while a
+deployment rolls over.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ def _policies(setting: str) -> None:
 
 def upgrade() -> None:
     _policies(NEW)
-    op.execute("DROP FUNCTION public.tenant_membership(uuid, text)")
     op.execute("""
 CREATE OR REPLACE FUNCTION public.secure_tenant_schema(
     p_schema name, p_tenant uuid, p_app_role name)
@@ -94,16 +94,6 @@ $$""")
 
 def downgrade() -> None:
     _policies(OLD)
-    op.execute("""
-CREATE FUNCTION public.tenant_membership(p_tenant uuid, p_user text)
-RETURNS TABLE (tenant_status text, member_role text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
-    SELECT t.status::text, m.role::text
-    FROM public.tenants t
-    LEFT JOIN public.memberships m ON m.tenant_id = t.id AND m.user_id = p_user
-    WHERE t.id = p_tenant
-$$""")
-    op.execute("REVOKE ALL ON FUNCTION public.tenant_membership(uuid, text) FROM PUBLIC")
     op.execute("""
 CREATE OR REPLACE FUNCTION public.secure_tenant_schema(
     p_schema name, p_tenant uuid, p_app_role name)

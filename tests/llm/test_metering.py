@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+import llm.gateway as gateway_module
 from api import create_app
+from llm.errors import LLMUnavailable
 from llm.gateway import CallContext
 from llm.ledger import Pricing
 from llm.prompts import DRAFT_MAX_TOKENS, draft_messages
@@ -680,3 +682,18 @@ def test_in_flight_reservation_counts_across_the_rollover(app, make_practice, ad
                        (monthly, draft_reservation(), practice.id))
     r = post_draft(practice.client, practice.admin.headers, session["id"])
     assert (r.status_code, r.json["error"]) == (429, "token_budget_exhausted")
+
+
+def test_stream_is_cut_off_at_its_time_limit(app, make_practice, monkeypatch):
+    """A reply streamed past STREAM_MAX_SECONDS ends as failed and releases its reservation."""
+    practice = make_practice()
+    gw = app.extensions["clinai_llm"]
+    stream = gw.stream(CallContext(tenant_id=practice.id, user_id=practice.admin.sub,
+                                   feature="note_draft"),
+                       [{"role": "user", "content": "Walked daily. Slept well. " * 50}],
+                       max_tokens=DRAFT_MAX_TOKENS)
+    monkeypatch.setattr(gateway_module, "STREAM_MAX_SECONDS", -1.0)
+    with pytest.raises(LLMUnavailable):
+        list(stream)
+    assert stream.usage is not None and stream.usage.source == "estimated"
+    assert gw.ledger.budget(practice.id)["reserved"] == 0

@@ -99,3 +99,37 @@ def test_other_clients_names_masked_in_one_pass():
     assert masked.startswith("[PERSON_252_LAST]s Mutter traf [PERSON_9_FIRST] und "
                              "[PERSON_1_LAST].")
     assert p.restore(masked) == text
+
+
+OTHERS = [
+    Identity(first_name="Anna-Lena", last_name="Meyer-Schmidt"),
+    Identity(first_name="Siobhan", last_name="O'Neill", email="s.oneill@example.org"),
+    Identity(first_name="Marie Claire", last_name="van der Berg",
+             date_of_birth=dt.date(1990, 7, 3), phone="0171 2345678"),
+    Identity(first_name="Li", last_name="Ng"),
+    Identity(first_name="Jürgen", last_name="Mu\u0308hle"),  # decomposed umlaut in the record
+]
+
+
+@pytest.mark.parametrize(("mention", "secret"), [
+    ("Lena kam heute.", "Lena"),
+    ("Frau Schmidt rief an.", "Schmidt"),
+    ("Mrs O'Neill's call.", "O'Neill"),
+    ("Berg war da.", "Berg"),
+    ("Marie Claire lachte.", "Claire"),
+    ("Li und Ng kamen.", "Ng"),
+    ("Herr Mühle (precomposed) kam.", "Mühle"),
+    ("Jürgen-Paul ist ein anderer.", "Jürgen"),
+    ("geboren 03.07.1990", "03.07.1990"),
+    ("mail s.oneill@example.org", "oneill"),
+    ("Tel. 0171 234 56 78", "234 56 78"),
+])
+def test_other_clients_identifiers_are_masked(mention, secret):
+    p = Pseudonymizer.for_people([PERSON], others=OTHERS)
+    assert secret.casefold() not in p.pseudonymize(mention).casefold()
+
+
+def test_longest_name_wins_across_case_and_other_clients():
+    p = Pseudonymizer.for_people([Identity(first_name="Anna", last_name="Beck")],
+                                 others=[Identity(first_name="Anna-Lena", last_name="Kurz")])
+    assert p.pseudonymize("Anna-Lena und Anna") == "[PERSON_2_FIRST] und [PERSON_1_FIRST]"
