@@ -7,11 +7,13 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Response, request, stream_with_context
+from flask import Response, g, request, stream_with_context
+from sqlalchemy.orm import Session
 
+from api.auth import principal
 from api.db import commit_request, open_tenant_session
 from llm.errors import LLMError
-from llm.gateway import GatewayStream
+from llm.gateway import CallContext, GatewayStream
 from tenancy.context import TenantContext
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,17 @@ def event(name: str, data: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-def stream_reply(stream: GatewayStream, context: TenantContext,
+def start_llm_call(db: Session, feature: str) -> CallContext:
+    """Commit the request's work (no transaction is held open while the model writes) and
+    return the metering context of the call about to be made."""
+    commit_request(db)
+    p = principal()
+    assert p.tenant_id is not None
+    return CallContext(tenant_id=p.tenant_id, user_id=p.user_id, feature=feature,
+                       request_id=g.get("request_id"))
+
+
+def stream_reply(stream: GatewayStream, ctx: CallContext,
                  save: Callable[[GatewayStream], tuple[str, str]]) -> Response:
     """Stream ``delta`` events, then save the whole reply and end with ``done``.
 
@@ -43,7 +55,8 @@ def stream_reply(stream: GatewayStream, context: TenantContext,
             return
         finally:
             stream.close()  # also meters a reply the user stopped listening to
-        session = open_tenant_session(context)
+        session = open_tenant_session(TenantContext(tenant_id=ctx.tenant_id,
+                                                    user_id=ctx.user_id))
         try:
             key, saved_id = save(stream)
             commit_request(session)

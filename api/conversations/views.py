@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from flask import Response, g, make_response
+from flask import Response, make_response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
@@ -20,16 +20,15 @@ from api.conversations.schemas import (
     MessageCreateSchema,
     MessageSchema,
 )
-from api.db import commit_request, session
+from api.db import session
 from api.drafts.views import pseudonymizer_for
 from api.errors import abort
 from api.llm import gateway
 from api.pagination import fetch_page
-from api.sse import stream_reply, wants_event_stream
-from llm.gateway import CallContext, Usage
+from api.sse import start_llm_call, stream_reply, wants_event_stream
+from llm.gateway import Usage
 from llm.prompts import CHAT_HISTORY, CHAT_MAX_TOKENS, chat_messages
 from models import Client, Conversation, ConversationMessage
-from tenancy.context import TenantContext
 
 blp = Blueprint("conversations", __name__, url_prefix="/api/v1",
                 description="Case chat with the model about one client.")
@@ -126,7 +125,7 @@ class ConversationMessages(MethodView):
                          "events and ends with `done` ({message_id, usage}) or `error`.")
     def post(self, data: dict[str, Any], conversation_id: uuid.UUID) -> Response:
         """Ask the model; returns its reply. Both turns are saved only on success."""
-        db, p = session(), principal()
+        db = session()
         conversation, client = _conversation(conversation_id)
         history = [(m.role, m.content) for m in db.scalars(
             select(ConversationMessage)
@@ -136,10 +135,7 @@ class ConversationMessages(MethodView):
         pseudonymizer = pseudonymizer_for(db, client)
         messages = chat_messages(history, data["content"])
         audit("conversation.read", "conversation", [conversation.id])
-        commit_request(db)
-        assert p.tenant_id is not None
-        ctx = CallContext(tenant_id=p.tenant_id, user_id=p.user_id, feature="case_chat",
-                          request_id=g.get("request_id"))
+        ctx = start_llm_call(db, "case_chat")
         if not wants_event_stream():
             completion = gateway().complete(ctx, messages, max_tokens=CHAT_MAX_TOKENS,
                                             pseudonymizer=pseudonymizer)
@@ -153,5 +149,4 @@ class ConversationMessages(MethodView):
             answer = _save_turn(conversation.id, data["content"], done.text, done.usage)
             return "message_id", str(answer.id)
 
-        return stream_reply(stream, TenantContext(tenant_id=p.tenant_id, user_id=p.user_id),
-                            save)
+        return stream_reply(stream, ctx, save)

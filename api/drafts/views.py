@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, g, make_response
+from flask import Response, make_response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
@@ -14,17 +14,15 @@ from sqlalchemy.orm import Session
 
 from api.auth import principal, tenant_member
 from api.common import audit, with_etag
-from api.db import commit_request, session
+from api.db import session
 from api.errors import abort
 from api.llm import gateway
 from api.notes.schemas import NoteSchema
 from api.sessions.operations import get_session
-from api.sse import stream_reply, wants_event_stream
-from llm.gateway import CallContext
+from api.sse import start_llm_call, stream_reply, wants_event_stream
 from llm.prompts import DRAFT_MAX_TOKENS, draft_messages, parse_draft
 from llm.pseudonymize import Identity, Pseudonymizer
 from models import Client, Note
-from tenancy.context import TenantContext
 
 blp = Blueprint("drafts", __name__, url_prefix="/api/v1",
                 description="AI-drafted documentation. Drafts are never signed by the AI.")
@@ -94,10 +92,7 @@ class NoteDrafts(MethodView):
                                   modality=record.modality,
                                   duration_minutes=record.duration_minutes)
         audit("session.read", "therapy_session", [record.id])
-        commit_request(db)  # no transaction is held open while the model writes
-        assert p.tenant_id is not None
-        ctx = CallContext(tenant_id=p.tenant_id, user_id=p.user_id, feature="note_draft",
-                          request_id=g.get("request_id"))
+        ctx = start_llm_call(db, "note_draft")
         if not wants_event_stream():
             completion = gateway().complete(ctx, messages, max_tokens=DRAFT_MAX_TOKENS,
                                             pseudonymizer=pseudonymizer)
@@ -110,5 +105,4 @@ class NoteDrafts(MethodView):
         def save(done: Any) -> tuple[str, str]:
             return "note_id", str(_save_draft(record.id, data["format"], done.text).id)
 
-        return stream_reply(stream, TenantContext(tenant_id=p.tenant_id, user_id=p.user_id),
-                            save)
+        return stream_reply(stream, ctx, save)
