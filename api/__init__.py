@@ -42,7 +42,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                 "b2cBasic": {"type": "http", "scheme": "basic"},
             }},
         },
-        PAGINATION_PAGE_SIZE_DEFAULT=20,
     )
 
     logs.init_app(app)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from flask import Flask, Response, current_app, g
+from psycopg import ClientCursor
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,9 +27,9 @@ AUDIT_KEY = "audit_events"
 # Resolved in the tenant schema through the transaction's search_path.
 _AUDIT_INSERT = (
     "INSERT INTO audit_events (actor_id, actor_role, action, resource_type, resource_ids, "
-    "request_id) VALUES (%(actor_id)s, %(actor_role)s, %(action)s, %(resource_type)s, "
-    "%(resource_ids)s::uuid[], %(request_id)s)"
+    "request_id) VALUES "
 )
+_AUDIT_ROW = "(%s, %s, %s, %s, %s::uuid[], %s)"
 
 
 @dataclass
@@ -108,16 +111,24 @@ def init_app(app: Flask) -> None:
 
 
 def commit_request(session: Session) -> None:
-    """Commit the request's work with its audit events: insert and COMMIT in one round trip."""
+    """Commit the request's work with its audit events: INSERT and COMMIT in one round trip.
+
+    Both travel as one simple-protocol message (parameters bound and escaped client-side):
+    if the INSERT fails, the server skips the COMMIT and the transaction rolls back.
+    """
     events = session.info.pop(AUDIT_KEY, [])
     if events:
         session.flush()
         driver = session.connection().connection.driver_connection
-        with driver.pipeline():  # type: ignore[union-attr]
-            with driver.cursor() as cursor:  # type: ignore[union-attr]
-                cursor.executemany(_AUDIT_INSERT, events)
-            driver.commit()  # type: ignore[union-attr]
-    session.commit()  # SQLAlchemy's bookkeeping; the driver is already idle
+        assert isinstance(driver, psycopg.Connection)
+        params: list[Any] = []
+        for event in events:
+            ids = "{" + ",".join(str(i) for i in event["resource_ids"]) + "}"
+            params += (event["actor_id"], event["actor_role"], event["action"],
+                       event["resource_type"], ids, event["request_id"])
+        ClientCursor(driver).execute(
+            _AUDIT_INSERT + ", ".join([_AUDIT_ROW] * len(events)) + "; COMMIT", params)
+    session.commit()  # SQLAlchemy's bookkeeping; the transaction has already ended
 
 
 def get_db() -> Database:

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(app_spec: str, env: dict[str, str]) -> Iterator[str]:
+def server(app_spec: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
     port = _free_port()
     full_env = {**os.environ, **env, "GUNICORN_BIND": f"127.0.0.1:{port}",
                 "GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "4", "LOG_LEVEL": "WARNING"}
@@ -59,22 +60,69 @@ def server(app_spec: str, env: dict[str, str]) -> Iterator[str]:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        yield base
+        yield base, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=20)
 
 
-def wrk(url: str, token: str, duration: int, connections: int) -> float:
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm may hold spaces: split after its closing parenthesis.
+    head, _, rest = raw.rpartition(")")
+    return [head.split(" (", 1)[1], *rest.split()]
+
+
+def cpu_seconds(server_pid: int) -> tuple[float, float]:
+    """CPU time used so far by the server's process tree and by every postgres process."""
+    server = database = 0.0
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (st := _stat(int(entry.name))) is not None:
+            stats[int(entry.name)] = st
+    tree = {server_pid}
+    for pid, st in sorted(stats.items()):
+        if int(st[2]) in tree:  # field 4 of /proc/pid/stat: ppid
+            tree.add(pid)
+    for pid, st in stats.items():
+        used = (int(st[12]) + int(st[13])) / CLOCK_TICKS  # utime + stime
+        if pid in tree:
+            server += used
+        elif st[0] == "postgres":
+            database += used
+    return server, database
+
+
+@dataclass
+class Load:
+    rps: float
+    requests: int
+    server_cpu_us: float  # per request, the app server's processes
+    database_cpu_us: float  # per request, all postgres processes
+
+
+def wrk(url: str, token: str, duration: int, connections: int, server_pid: int = 0) -> Load:
+    before = cpu_seconds(server_pid) if server_pid else (0.0, 0.0)
     out = subprocess.run(  # noqa: S603
         ["/usr/bin/wrk", "-t2", f"-c{connections}", f"-d{duration}s",
          "-H", f"Authorization: Bearer {token}", url],
         check=True, capture_output=True, text=True).stdout
+    after = cpu_seconds(server_pid) if server_pid else (0.0, 0.0)
     if "Non-2xx" in out:
         raise RuntimeError(f"non-2xx responses from {url}:\n{out}")
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert match, out
-    return float(match.group(1))
+    count = re.search(r"(\d+) requests in", out)
+    assert match and count, out
+    n = int(count.group(1))
+    return Load(rps=float(match.group(1)), requests=n,
+                server_cpu_us=(after[0] - before[0]) / n * 1e6,
+                database_cpu_us=(after[1] - before[1]) / n * 1e6)
 
 
 def main() -> None:
@@ -116,7 +164,7 @@ def main() -> None:
                      "BENCH_JWK": jwk, "BENCH_AUDIENCE": DEV_AUDIENCE}
         targets: list[tuple[str, str, dict[str, str], str]] = [
             ("plain", "bench.plain_app:app", {**plain_env, "BENCH_VARIANT": "plain"}, "/clients"),
-            ("clinai", "wsgi:app", clinai_env, "/api/v1/clients"),
+            ("clinai", "wsgi:app", clinai_env, "/api/v1/clients?page_size=20"),
         ]
         if args.variants:
             targets[1:1] = [
@@ -124,27 +172,42 @@ def main() -> None:
                  "/clients") for v in ("token", "context", "audit")
             ]
         results: dict[str, list[float]] = {name: [] for name, *_ in targets}
+        cpu: dict[str, list[tuple[float, float]]] = {name: [] for name, *_ in targets}
         for round_no in range(args.rounds):
             for name, spec, env, path in targets:
-                with server(spec, env) as base:
+                with server(spec, env) as (base, pid):
                     wrk(base + path, token, 2, args.connections)  # warm-up
-                    rps = wrk(base + path, token, args.duration, args.connections)
-                results[name].append(rps)
-                print(f"round {round_no + 1} {name:14s} {rps:8.1f} req/s", flush=True)
+                    load = wrk(base + path, token, args.duration, args.connections, pid)
+                results[name].append(load.rps)
+                cpu[name].append((load.server_cpu_us, load.database_cpu_us))
+                print(f"round {round_no + 1} {name:14s} {load.rps:8.1f} req/s  CPU per "
+                      f"request: server {load.server_cpu_us:6.0f} us, postgres "
+                      f"{load.database_cpu_us:5.0f} us", flush=True)
 
     medians = {name: statistics.median(v) for name, v in results.items()}
+    cpu_medians = {name: (statistics.median(s for s, _ in v), statistics.median(d for _, d in v))
+                   for name, v in cpu.items()}
     base_rps = medians["plain"]
-    print(f"\n{'target':14s} {'median req/s':>12s} {'vs plain':>9s}")
+    base_cpu = sum(cpu_medians["plain"])
+    print(f"\n{'target':14s} {'median req/s':>12s} {'vs plain':>9s} {'server us':>10s} "
+          f"{'postgres us':>12s} {'CPU vs plain':>13s}")
     for name, value in medians.items():
-        print(f"{name:14s} {value:12.1f} {value / base_rps:9.3f}")
+        srv, pg = cpu_medians[name]
+        print(f"{name:14s} {value:12.1f} {value / base_rps:9.3f} {srv:10.0f} {pg:12.0f} "
+              f"{base_cpu / (srv + pg):13.3f}")
     # Each round measures plain and clinai back to back: the ratio within a round is less
     # exposed to the shared machine's noise than a ratio of medians across rounds.
     paired = [c / p for c, p in zip(results["clinai"], results["plain"], strict=True)]
     print("clinai/plain per round: " + ", ".join(f"{r:.3f}" for r in paired)
           + f"; median {statistics.median(paired):.3f}")
+    # CPU time per request (server processes + postgres) is what bounds throughput on a
+    # CPU-bound machine, and other load moves it far less than it moves req/s.
+    cpu_ratio = base_cpu / sum(cpu_medians["clinai"])
+    print(f"plain/clinai CPU per request (throughput ratio predicted by CPU): {cpu_ratio:.3f}")
     summary: dict[str, Any] = {"medians": medians, "ratio": medians["clinai"] / base_rps,
                                "paired_ratios": paired,
                                "paired_ratio_median": statistics.median(paired),
+                               "cpu_us_per_request": cpu_medians, "cpu_ratio": cpu_ratio,
                                "rounds": results, "duration_s": args.duration,
                                "connections": args.connections}
     print(json.dumps(summary))

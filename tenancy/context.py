@@ -2,9 +2,9 @@
 
 Every transaction a request opens starts with one statement that sets both walls
 (``search_path`` to the tenant schema, ``app.tenant_id`` for row-level security),
-transaction-locally, and in the same round trip reads the tenant's status and the
-caller's current membership. The settings die with the transaction, so a pooled
-connection never carries one tenant into the next request.
+transaction-locally, and reads the tenant's status and the caller's current membership;
+it travels with the transaction's BEGIN in one round trip. The settings die with the
+transaction, so a pooled connection never carries one tenant into the next request.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+from psycopg import ClientCursor
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -24,21 +27,14 @@ ROLE_KEY = "member_role"
 # Set on sessions of read-only requests: their only write is the audit event of the read.
 RELAXED_COMMIT_KEY = "relaxed_commit"
 
-# Two statements, sent with psycopg's implicit BEGIN in one pipelined round trip:
-# set_config(..., true) is transaction-local; then the tenant's status and the caller's
-# membership are read under the row-level security the first statement just set up
-# (both tables only show the current tenant's rows), with prepared, cached plans.
-_SET_CONTEXT = """
-SELECT set_config('search_path', %(search_path)s::text, true),
-       set_config('app.tenant_id', %(tenant_id)s::text, true),
-       CASE WHEN %(relaxed)s THEN set_config('synchronous_commit', 'off', true) END
-"""
-_MEMBERSHIP = """
-SELECT t.status, m.role
-FROM public.tenants t
-LEFT JOIN public.memberships m ON m.tenant_id = t.id AND m.user_id = %(user_id)s::text
-WHERE t.id = %(tenant_id)s::uuid
-"""
+# One statement (``migrations/versions/0004_enter_tenant.py``): set_config(..., true) of
+# the search_path and app.tenant_id, then the tenant's status and the caller's membership
+# read under the row-level security just set up, with a plan PL/pgSQL keeps per session.
+_ENTER = ("SELECT tenant_status, member_role "
+          "FROM public.enter_tenant(%s::uuid, %s::text, %s::boolean)")
+# The same with the transaction's BEGIN, as one simple-protocol message: one round trip
+# and no pipeline bookkeeping in the driver. Parameters are bound (escaped) client-side.
+_BEGIN_AND_ENTER = "BEGIN; " + _ENTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +58,20 @@ def enter_tenant(connection: Connection, context: TenantContext, *,
     this transaction only (see docs/decisions/audit-durability.md).
     """
     driver = connection.connection.driver_connection
-    params = {
-        "search_path": f"{context.schema}, public",
-        "tenant_id": str(context.tenant_id),
-        "user_id": context.user_id,
-        "relaxed": relaxed_commit,
-    }
-    with driver.pipeline():  # type: ignore[union-attr]
-        driver.execute(_SET_CONTEXT, params)  # type: ignore[union-attr]
-        cursor = driver.execute(_MEMBERSHIP, params)  # type: ignore[union-attr]
+    assert isinstance(driver, psycopg.Connection)
+    params = (context.tenant_id, context.user_id, relaxed_commit)
+    cursor: psycopg.Cursor[Any]
+    if driver.info.transaction_status == TransactionStatus.IDLE:
+        # Nothing sent yet: send BEGIN ourselves, with the context. In autocommit mode the
+        # driver adds no BEGIN of its own; COMMIT and ROLLBACK work as always. The app
+        # engine's checkout hook turns autocommit off again before the connection's next
+        # use (``tenancy.database.create_app_engine``).
+        driver.autocommit = True
+        cursor = ClientCursor(driver)
+        cursor.execute(_BEGIN_AND_ENTER, params)
+        cursor.nextset()
+    else:
+        cursor = driver.execute(_ENTER, params)
     row = cursor.fetchone()
     tenant_status, member_role = row if row is not None else (None, None)
     if tenant_status is None:

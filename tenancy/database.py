@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
 from tenancy.errors import TenancyError
@@ -72,7 +74,20 @@ def create_app_engine(config: DatabaseConfig, **kwargs: Any) -> Engine:
         "pool_timeout": 10,
     }
     options.update(kwargs)
-    return create_engine(app_url(config), **options)
+    engine = create_engine(app_url(config), **options)
+
+    @event.listens_for(engine, "checkout")
+    def _implicit_transactions(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        # ``tenancy.context.enter_tenant`` sends BEGIN itself and leaves the connection in
+        # autocommit mode; every other use of a pooled connection relies on the driver's
+        # implicit BEGIN, so turn it back on here (the pool returned the connection idle).
+        if dbapi_conn.autocommit:
+            try:
+                dbapi_conn.autocommit = False
+            except psycopg.Error as exc:  # not idle: a broken connection; the pool retries
+                raise DisconnectionError("connection not idle at checkout") from exc
+
+    return engine
 
 
 def create_owner_engine(config: DatabaseConfig, **kwargs: Any) -> Engine:

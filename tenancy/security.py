@@ -26,6 +26,7 @@ PUBLIC_APP_GRANTS = {
     "llm_usage": "SELECT, INSERT",  # append-only ledger
 }
 PUBLIC_APP_FUNCTIONS = (
+    "enter_tenant(uuid, text, boolean)",
     "claims_for_user(text)",
     "accept_invitation(text, text)",
 )

@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.admin import operations
 from api.admin.schemas import (
@@ -21,6 +20,7 @@ from api.admin.schemas import (
     UsageSchema,
 )
 from api.auth import principal, tenant_member
+from api.blueprint import Blueprint
 from api.db import session
 from api.llm import gateway
 from api.pagination import fetch_page

@@ -10,9 +10,9 @@ from typing import Any, ParamSpec, TypeVar
 import marshmallow as ma
 from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import text
 
+from api.blueprint import Blueprint
 from api.db import get_db
 from api.errors import abort, error_response
 

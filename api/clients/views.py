@@ -7,9 +7,9 @@ from typing import Any
 
 from flask import Response, make_response
 from flask.views import MethodView
-from flask_smorest import Blueprint, Page  # noqa: F401  (Page documents pagination)
 
 from api.auth import principal, tenant_member
+from api.blueprint import Blueprint
 from api.clients import operations
 from api.clients.schemas import ClientPatchSchema, ClientQueryArgsSchema, ClientSchema
 from api.common import audit, check_if_match, etag_of, require_if_match, with_etag

@@ -8,10 +8,10 @@ from typing import Any
 
 from flask import Response, make_response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from api.auth import principal, tenant_member
+from api.blueprint import Blueprint
 from api.clients.operations import get_client, visible_clients
 from api.common import audit
 from api.conversations.schemas import (

@@ -8,11 +8,11 @@ from typing import Any
 import marshmallow as ma
 from flask import Response, make_response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import principal, tenant_member
+from api.blueprint import Blueprint
 from api.common import audit, with_etag
 from api.db import session
 from api.errors import abort

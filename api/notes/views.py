@@ -7,9 +7,9 @@ from typing import Any
 
 from flask import Response, make_response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.auth import principal, tenant_member
+from api.blueprint import Blueprint
 from api.common import audit, check_if_match, etag_of, require_if_match, with_etag
 from api.db import session
 from api.notes import operations

@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import text
 
 from api.auth import authenticated, principal
+from api.blueprint import Blueprint
 from api.db import get_db
 from api.errors import abort
 from api.onboarding.schemas import MembershipSchema, TenantCreateSchema, TenantSchema

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from api.auth import principal, tenant_member
+from api.blueprint import Blueprint
 from api.db import session
 from api.onboarding.schemas import TenantSchema
 from models import Tenant
