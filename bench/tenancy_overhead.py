@@ -1,11 +1,13 @@
 """Tenancy overhead: authenticated, tenant-scoped GET /api/v1/clients vs a plain endpoint.
 
 Both served by gunicorn with the same settings (gunicorn.conf.py: 2 workers x 4
-threads), one at a time, loaded by wrk on loopback; 1,000 clients, pages of 20. The
-plain app also runs in variants that add the tenancy pieces one by one, to show where
-the difference goes. Prints a table and a final JSON line.
+threads), all servers up for the whole run, loaded one at a time by wrk on loopback in
+short alternating runs; 1,000 clients, pages of 20. The plain app also runs in variants
+that add the tenancy pieces one by one, to show where the difference goes. Besides
+requests/s, the CPU time the server processes and PostgreSQL spent per request is
+measured from /proc. Prints a table and a final JSON line.
 
-    .venv/bin/python -m bench.tenancy_overhead [--duration 10] [--rounds 3]
+    .venv/bin/python -m bench.tenancy_overhead [--duration 2] [--rounds 15] [--variants]
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,11 +48,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(app_spec: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+def server(app_spec: str, env: dict[str, str], cwd: Path = ROOT) -> Iterator[tuple[str, int]]:
     port = _free_port()
     full_env = {**os.environ, **env, "GUNICORN_BIND": f"127.0.0.1:{port}",
                 "GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "4", "LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([str(BIN / "gunicorn"), app_spec], cwd=ROOT, env=full_env,  # noqa: S603
+    proc = subprocess.Popen([str(BIN / "gunicorn"), app_spec], cwd=cwd, env=full_env,  # noqa: S603
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -129,9 +131,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database-url", default=os.environ.get(
         "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=2)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also serve the API from this checkout (A/B against it)")
     parser.add_argument("--variants", action="store_true",
                         help="also measure the plain app with each tenancy piece added")
     args = parser.parse_args()
@@ -162,27 +166,43 @@ def main() -> None:
                       "DATABASE_APP_PASSWORD": config.app_password or ""}
         plain_env = {"BENCH_DATABASE_URL": config.admin_url, "BENCH_SCHEMA": tenant.schema_name,
                      "BENCH_JWK": jwk, "BENCH_AUDIENCE": DEV_AUDIENCE}
-        targets: list[tuple[str, str, dict[str, str], str]] = [
-            ("plain", "bench.plain_app:app", {**plain_env, "BENCH_VARIANT": "plain"}, "/clients"),
-            ("clinai", "wsgi:app", clinai_env, "/api/v1/clients?page_size=20"),
+        listing = "/api/v1/clients?page_size=20"
+        targets: list[tuple[str, str, dict[str, str], str, Path]] = [
+            ("plain", "bench.plain_app:app", {**plain_env, "BENCH_VARIANT": "plain"}, "/clients",
+             ROOT),
+            ("clinai", "wsgi:app", clinai_env, listing, ROOT),
         ]
         if args.variants:
             targets[1:1] = [
                 (f"plain+{v}", "bench.plain_app:app", {**plain_env, "BENCH_VARIANT": v},
-                 "/clients") for v in ("token", "context", "audit")
+                 "/clients", ROOT) for v in ("token", "context", "audit")
             ]
+        if args.baseline:  # another checkout of the API (say, the previous commit) to compare
+            key = Path(args.baseline) / "instance" / "dev-issuer-key.pem"
+            key.parent.mkdir(exist_ok=True)
+            key.write_bytes((ROOT / "instance" / "dev-issuer-key.pem").read_bytes())
+            targets.append(("baseline", "wsgi:app", clinai_env, listing, Path(args.baseline)))
         results: dict[str, list[float]] = {name: [] for name, *_ in targets}
         cpu: dict[str, list[tuple[float, float]]] = {name: [] for name, *_ in targets}
-        for round_no in range(args.rounds):
-            for name, spec, env, path in targets:
-                with server(spec, env) as (base, pid):
-                    wrk(base + path, token, 2, args.connections)  # warm-up
-                    load = wrk(base + path, token, args.duration, args.connections, pid)
-                results[name].append(load.rps)
-                cpu[name].append((load.server_cpu_us, load.database_cpu_us))
-                print(f"round {round_no + 1} {name:14s} {load.rps:8.1f} req/s  CPU per "
-                      f"request: server {load.server_cpu_us:6.0f} us, postgres "
-                      f"{load.database_cpu_us:5.0f} us", flush=True)
+        with ExitStack() as stack:
+            # Every server runs for the whole benchmark (an idle one costs nothing) and the
+            # load alternates between them in short runs, so a slow spell of the shared
+            # machine hits all of them alike instead of one round of one of them.
+            bases = {}
+            for name, spec, env, path, cwd in targets:
+                base, pid = stack.enter_context(server(spec, env, cwd))
+                bases[name] = (base + path, pid)
+                wrk(base + path, token, 2, args.connections)  # warm-up
+            for round_no in range(args.rounds):
+                order = targets if round_no % 2 == 0 else targets[::-1]
+                for name, *_ in order:
+                    url, pid = bases[name]
+                    load = wrk(url, token, args.duration, args.connections, pid)
+                    results[name].append(load.rps)
+                    cpu[name].append((load.server_cpu_us, load.database_cpu_us))
+                    print(f"round {round_no + 1:2d} {name:14s} {load.rps:8.1f} req/s  CPU per "
+                          f"request: server {load.server_cpu_us:6.0f} us, postgres "
+                          f"{load.database_cpu_us:5.0f} us", flush=True)
 
     medians = {name: statistics.median(v) for name, v in results.items()}
     cpu_medians = {name: (statistics.median(s for s, _ in v), statistics.median(d for _, d in v))
@@ -200,6 +220,12 @@ def main() -> None:
     paired = [c / p for c, p in zip(results["clinai"], results["plain"], strict=True)]
     print("clinai/plain per round: " + ", ".join(f"{r:.3f}" for r in paired)
           + f"; median {statistics.median(paired):.3f}")
+    summed = sum(results["clinai"]) / sum(results["plain"])
+    print(f"clinai/plain over all rounds (sum of req/s): {summed:.3f}")
+    if "baseline" in results:
+        total = {name: sum(values) for name, values in results.items()}
+        print(f"clinai/baseline over all rounds: {total['clinai'] / total['baseline']:.3f}; "
+              f"baseline/plain: {total['baseline'] / total['plain']:.3f}")
     # CPU time per request (server processes + postgres) is what bounds throughput on a
     # CPU-bound machine, and other load moves it far less than it moves req/s.
     cpu_ratio = base_cpu / sum(cpu_medians["clinai"])
@@ -207,6 +233,7 @@ def main() -> None:
     summary: dict[str, Any] = {"medians": medians, "ratio": medians["clinai"] / base_rps,
                                "paired_ratios": paired,
                                "paired_ratio_median": statistics.median(paired),
+                               "summed_ratio": summed,
                                "cpu_us_per_request": cpu_medians, "cpu_ratio": cpu_ratio,
                                "rounds": results, "duration_s": args.duration,
                                "connections": args.connections}
