@@ -34,13 +34,17 @@ CREATE FUNCTION public.enter_tenant(
     OUT tenant_status text, OUT member_role text)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
+    -- One PERFORM (each statement of a PL/pgSQL body is its own executor run); the commit
+    -- setting is rewritten to its current value unless the caller relaxes it.
     PERFORM pg_catalog.set_config(
                 'search_path', 't_' || pg_catalog.replace(p_tenant::text, '-', '') || ', public',
                 true),
-            pg_catalog.set_config('app.tenant_id', p_tenant::text, true);
-    IF p_relaxed_commit THEN
-        PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
-    END IF;
+            pg_catalog.set_config('app.tenant_id', p_tenant::text, true),
+            pg_catalog.set_config(
+                'synchronous_commit',
+                CASE WHEN p_relaxed_commit THEN 'off'
+                     ELSE pg_catalog.current_setting('synchronous_commit') END,
+                true);
     SELECT t.status::text, m.role::text INTO tenant_status, member_role
     FROM public.tenants t
     LEFT JOIN public.memberships m ON m.tenant_id = t.id AND m.user_id = p_user

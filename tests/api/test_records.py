@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 SESSION = {"started_at": "2026-11-20T09:00:00+01:00", "duration_minutes": 50,
@@ -133,6 +135,14 @@ def test_pagination(practice):
     assert [x["last_name"] for x in third.json] == [f"N{i:02d}" for i in range(20, 25)]
     _assert_error(c.get("/api/v1/clients?page_size=100000", headers=h), 422, "validation_failed")
     _assert_error(c.get("/api/v1/clients?status=weird", headers=h), 422, "validation_failed")
+    default = c.get("/api/v1/clients", headers=h)  # 20 per page unless asked otherwise
+    assert [x["last_name"] for x in default.json] == [f"N{i:02d}" for i in range(20)]
+    assert json.loads(default.headers["X-Pagination"]) == {
+        "total": 25, "total_pages": 2, "first_page": 1, "last_page": 2, "page": 1,
+        "next_page": 2}
+    last = c.get("/api/v1/clients?page=2", headers=h)
+    assert json.loads(last.headers["X-Pagination"])["previous_page"] == 1
+    assert len(last.json) == 5
 
 
 def test_every_clinical_access_is_audited_without_clinical_text(practice):

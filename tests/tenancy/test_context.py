@@ -1,0 +1,122 @@
+"""Entering a tenant: BEGIN and the context travel together; the pool restores the rest.
+
+``enter_tenant`` opens the transaction itself (one message: ``BEGIN; SELECT ... FROM
+public.enter_tenant(...)``) and leaves the driver in autocommit mode for it; the app
+engine's checkout hook must give every later user of the connection the driver's
+implicit transactions back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Connection, Engine, text
+
+from tenancy.context import TenantContext, enter_tenant
+from tenancy.database import DatabaseConfig, create_app_engine
+from tenancy.errors import NotAMember, TenantInactive, TenantUnknown
+from tests.conftest import APP_PASSWORD, APP_ROLE, OWNER_ROLE
+
+
+@pytest.fixture
+def engine(app: Flask, database_url: str) -> Iterator[Engine]:
+    """The request engine's configuration, with a single pooled connection."""
+    del app  # migrated the database
+    config = DatabaseConfig(admin_url=database_url, app_password=APP_PASSWORD,
+                            owner_role=OWNER_ROLE, app_role=APP_ROLE, pool_size=1)
+    eng = create_app_engine(config)
+    yield eng
+    eng.dispose()
+
+
+def driver_of(conn: Connection) -> psycopg.Connection[Any]:
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver
+
+
+def settings(conn: Connection) -> tuple[str, str, str]:
+    row = conn.execute(text(
+        "SELECT coalesce(current_setting('app.tenant_id', true), ''), current_schema(), "
+        "current_setting('synchronous_commit')")).one()
+    return row[0], row[1], row[2]
+
+
+def test_the_context_opens_the_transaction_and_ends_with_it(
+    engine: Engine, make_practice: Callable[..., Any],
+) -> None:
+    practice = make_practice("Kontext")
+    with engine.connect() as conn:
+        default_commit = settings(conn)[2]
+        conn.rollback()
+        driver = driver_of(conn)
+        assert driver.info.transaction_status == TransactionStatus.IDLE
+        role = enter_tenant(conn, TenantContext(practice.id, practice.admin.sub),
+                            relaxed_commit=True)
+        assert role == "admin"
+        assert driver.info.transaction_status == TransactionStatus.INTRANS
+        assert settings(conn) == (str(practice.id), f"t_{practice.id.hex}", "off")
+        conn.rollback()
+        assert driver.info.transaction_status == TransactionStatus.IDLE
+        tenant, schema, commit = settings(conn)
+        assert (tenant, commit) == ("", default_commit)
+        assert schema != f"t_{practice.id.hex}"
+
+
+def test_a_checked_out_connection_has_implicit_transactions_again(
+    engine: Engine, make_practice: Callable[..., Any],
+) -> None:
+    practice = make_practice("Rueckgabe")
+    with engine.connect() as conn:
+        enter_tenant(conn, TenantContext(practice.id, practice.admin.sub))
+        assert driver_of(conn).autocommit  # enter_tenant sent BEGIN itself
+        conn.commit()
+    with engine.connect() as conn:  # the pool's only connection, checked out again
+        driver = driver_of(conn)
+        assert not driver.autocommit
+        conn.execute(text("SELECT 1"))
+        assert driver.info.transaction_status == TransactionStatus.INTRANS
+        conn.rollback()
+    # A block of work is still atomic: its rollback takes back what it did.
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        conn.execute(text("CREATE TEMP TABLE atomicity_probe (x int)"))
+        raise RuntimeError("roll back")
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT to_regclass('pg_temp.atomicity_probe')")) is None
+
+
+def test_entering_inside_an_open_transaction(
+    engine: Engine, make_practice: Callable[..., Any],
+) -> None:
+    practice = make_practice("Offen")
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))  # the driver's implicit BEGIN
+        driver = driver_of(conn)
+        assert not driver.autocommit
+        assert enter_tenant(conn, TenantContext(practice.id, practice.admin.sub)) == "admin"
+        assert settings(conn)[:2] == (str(practice.id), f"t_{practice.id.hex}")
+        conn.rollback()
+        assert settings(conn)[0] == ""
+
+
+def test_who_may_not_enter(engine: Engine, make_practice: Callable[..., Any],
+                           admin_conn: psycopg.Connection[Any]) -> None:
+    practice, other = make_practice("Eigene"), make_practice("Fremde")
+    cases: list[tuple[TenantContext, type[Exception]]] = [
+        (TenantContext(uuid.uuid4(), practice.admin.sub), TenantUnknown),
+        (TenantContext(practice.id, other.admin.sub), NotAMember),
+        (TenantContext(practice.id, "nobody"), NotAMember),
+    ]
+    for context, error in cases:
+        with engine.connect() as conn, pytest.raises(error):
+            enter_tenant(conn, context)
+    admin_conn.execute("UPDATE public.tenants SET status = 'suspended' WHERE id = %s",
+                       (practice.id,))
+    with engine.connect() as conn, pytest.raises(TenantInactive):
+        enter_tenant(conn, TenantContext(practice.id, practice.admin.sub))
