@@ -260,7 +260,7 @@ def init_app(app: Flask) -> None:
     @manager.token_verification_loader
     def _verify(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
         subject = claims["oid"] if "oid" in claims else claims.get("sub")
-        return "exp" in claims and isinstance(subject, str) and bool(subject)
+        return "exp" in claims and _usable_subject(subject)
 
     def _reject(message: str) -> Response:
         return error_response(401, "invalid_token", message)
@@ -300,6 +300,15 @@ def _validated_claims() -> dict[str, Any]:
     verified: dict[str, Any] = get_jwt()
     cache.put(token, str(get_jwt_header().get("kid")), verified)
     return verified
+
+
+def _usable_subject(subject: object) -> bool:
+    """A user id we can store and send to the database: 1-255 printable characters.
+
+    Rules out NUL and other control characters and lone surrogates, which PostgreSQL
+    (or the UTF-8 encoder) would refuse with an error instead of a 401.
+    """
+    return isinstance(subject, str) and 0 < len(subject) <= 255 and subject.isprintable()
 
 
 def _subject(claims: dict[str, Any]) -> str:

@@ -55,17 +55,23 @@ def enter_tenant(connection: Connection, context: TenantContext, *,
 
     Raise ``TenantUnknown``, ``TenantInactive`` or ``NotAMember`` when the caller may not
     act in the tenant. ``relaxed_commit`` turns off the commit's wait for the WAL flush in
-    this transaction only (see docs/decisions/audit-durability.md).
+    this transaction only (see docs/decisions/audit-durability.md). A caller that keeps
+    the same ``Connection`` across transactions must know that it is in autocommit mode
+    after the first one, until it goes back to the pool (see below).
     """
     driver = connection.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
     params = (context.tenant_id, context.user_id, relaxed_commit)
     cursor: psycopg.Cursor[Any]
-    if driver.info.transaction_status == TransactionStatus.IDLE:
+    if (driver.info.transaction_status == TransactionStatus.IDLE
+            and driver.isolation_level is None and driver.read_only is None):
         # Nothing sent yet: send BEGIN ourselves, with the context. In autocommit mode the
-        # driver adds no BEGIN of its own; COMMIT and ROLLBACK work as always. The app
-        # engine's checkout hook turns autocommit off again before the connection's next
-        # use (``tenancy.database.create_app_engine``).
+        # driver adds no BEGIN of its own; COMMIT and ROLLBACK work as always. The
+        # connection stays in autocommit mode until it goes back to the pool, whose
+        # checkout hook turns it off (``tenancy.database.create_app_engine``): the ORM
+        # session returns it at every commit and rollback. (A connection configured with
+        # an isolation level or read-only mode takes the path below, so the driver's own
+        # BEGIN carries them.)
         driver.autocommit = True
         cursor = ClientCursor(driver)
         cursor.execute(_BEGIN_AND_ENTER, params)

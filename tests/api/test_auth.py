@@ -295,6 +295,17 @@ def test_non_string_oid_is_rejected_not_500(build_app, issuer, make_practice, oi
     assert_error(c.get(CLIENTS, headers=bearer(token)), 401, "invalid_token")
 
 
+@pytest.mark.parametrize("subject", ["user\x00nul", "user\ud800", "user\nline", "x" * 256],
+                         ids=["nul", "lone_surrogate", "control", "too_long"])
+def test_unstorable_subject_is_401_not_500(build_app, issuer, make_practice, subject):
+    practice = make_practice()
+    c = build_app(PROPAGATE_EXCEPTIONS=False).test_client()  # what a real client sees
+    token = issuer.token(subject, tenant=practice.id, role="admin")
+    assert_error(c.get(CLIENTS, headers=bearer(token)), 401, "invalid_token")
+    assert_error(c.post("/api/v1/onboarding/tenants", json={"name": "X"},
+                        headers=bearer(token)), 401, "invalid_token")
+
+
 # --- tenant and membership (403) --------------------------------------------------------
 
 TENANT_CLAIMS: list[tuple[str, Callable[[Any], Any], str]] = [

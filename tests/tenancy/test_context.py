@@ -67,6 +67,28 @@ def test_the_context_opens_the_transaction_and_ends_with_it(
         tenant, schema, commit = settings(conn)
         assert (tenant, commit) == ("", default_commit)
         assert schema != f"t_{practice.id.hex}"
+        conn.rollback()
+        # Without relaxing, the commit keeps the server's setting.
+        enter_tenant(conn, TenantContext(practice.id, practice.admin.sub))
+        assert settings(conn) == (str(practice.id), f"t_{practice.id.hex}", default_commit)
+        driver.rollback()
+
+
+def test_a_connection_with_an_isolation_level_gets_it(
+    engine: Engine, make_practice: Callable[..., Any],
+) -> None:
+    practice = make_practice("Isolation")
+    with engine.connect() as conn:
+        driver = driver_of(conn)
+        driver.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        try:
+            enter_tenant(conn, TenantContext(practice.id, practice.admin.sub))
+            assert not driver.autocommit
+            assert conn.scalar(text("SHOW transaction_isolation")) == "repeatable read"
+            assert settings(conn)[0] == str(practice.id)
+            driver.rollback()
+        finally:
+            driver.isolation_level = None
 
 
 def test_a_checked_out_connection_has_implicit_transactions_again(
@@ -75,8 +97,11 @@ def test_a_checked_out_connection_has_implicit_transactions_again(
     practice = make_practice("Rueckgabe")
     with engine.connect() as conn:
         enter_tenant(conn, TenantContext(practice.id, practice.admin.sub))
-        assert driver_of(conn).autocommit  # enter_tenant sent BEGIN itself
-        conn.commit()
+        driver = driver_of(conn)
+        assert driver.autocommit  # enter_tenant sent BEGIN itself
+        driver.commit()
+        assert driver.info.transaction_status == TransactionStatus.IDLE
+        assert driver.autocommit  # until the connection goes back to the pool
     with engine.connect() as conn:  # the pool's only connection, checked out again
         driver = driver_of(conn)
         assert not driver.autocommit
@@ -114,8 +139,13 @@ def test_who_may_not_enter(engine: Engine, make_practice: Callable[..., Any],
         (TenantContext(practice.id, "nobody"), NotAMember),
     ]
     for context, error in cases:
-        with engine.connect() as conn, pytest.raises(error):
-            enter_tenant(conn, context)
+        with engine.connect() as conn:
+            with pytest.raises(error):
+                enter_tenant(conn, context)
+            conn.rollback()
+        with engine.connect() as conn:  # the refused transaction left nothing behind
+            assert settings(conn)[0] == ""
+            assert not driver_of(conn).autocommit
     admin_conn.execute("UPDATE public.tenants SET status = 'suspended' WHERE id = %s",
                        (practice.id,))
     with engine.connect() as conn, pytest.raises(TenantInactive):
