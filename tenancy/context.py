@@ -28,8 +28,8 @@ ROLE_KEY = "member_role"
 RELAXED_COMMIT_KEY = "relaxed_commit"
 
 # One statement (``migrations/versions/0004_enter_tenant.py``): set_config(..., true) of
-# the search_path and app.tenant_id, then the tenant's status and the caller's membership
-# read under the row-level security just set up, with a plan PL/pgSQL keeps per session.
+# app.tenant_id, the tenant's status and the caller's membership read under the row-level
+# security it sets up (a plan PL/pgSQL keeps per session), then the search_path.
 _ENTER = ("SELECT tenant_status, member_role "
           "FROM public.enter_tenant(%s::uuid, %s::text, %s::boolean)")
 # The same with the transaction's BEGIN, as one simple-protocol message: one round trip
