@@ -20,7 +20,6 @@ from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from tenancy.errors import NotAMember, TenantInactive, TenantUnknown
-from tenancy.security import schema_name
 
 CONTEXT_KEY = "tenant_context"
 ROLE_KEY = "member_role"
@@ -43,10 +42,6 @@ class TenantContext:
 
     tenant_id: uuid.UUID
     user_id: str
-
-    @property
-    def schema(self) -> str:
-        return schema_name(self.tenant_id)
 
 
 def enter_tenant(connection: Connection, context: TenantContext, *,
