@@ -4,7 +4,9 @@
 last name, with the total for pagination, dumped by the same schema), with no token,
 no tenant context and no audit. ``BENCH_VARIANT`` adds the tenancy pieces one at a time
 so their cost can be told apart: ``token`` (RS256 verification), ``context`` (token +
-the set_config/membership round trip), ``audit`` (token + context + audit insert).
+the API's ``enter_tenant``: BEGIN, settings and membership read in one message),
+``audit`` (token + context + the API's audit INSERT sent with COMMIT). The variants run
+on the admin login, so without row-level security.
 
 Run: BENCH_DATABASE_URL=... BENCH_SCHEMA=t_... gunicorn bench.plain_app:app
 """
