@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from bench._db import (
     Deadline,
     bench_database,
     default_server_url,
+    free_port,
     run_main,
     summary_ms,
     watchdog,
@@ -47,13 +47,6 @@ P50_TARGET_MS = 300.0
 ROUTE = "/api/v1/onboarding/tenants"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def flask_upgrade(bench: BenchDatabase) -> float:

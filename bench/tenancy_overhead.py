@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from sqlalchemy import text
 
 from api.auth import DevIssuer
 from api.settings import DEV_AUDIENCE
-from bench._db import bench_database
+from bench._db import bench_database, free_port
 from tenancy.database import create_owner_engine
 from tenancy.provisioning import create_tenant
 
@@ -41,15 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def server(app_spec: str, env: dict[str, str], cwd: Path = ROOT) -> Iterator[tuple[str, int]]:
-    port = _free_port()
+    port = free_port()
     full_env = {**os.environ, **env, "GUNICORN_BIND": f"127.0.0.1:{port}",
                 "GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "4", "LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen([str(BIN / "gunicorn"), app_spec], cwd=cwd, env=full_env,  # noqa: S603
