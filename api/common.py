@@ -10,6 +10,7 @@ from flask import Response, g, request
 from api.auth import principal
 from api.db import AUDIT_KEY, session
 from api.errors import abort
+from api.pagination import ReadAudit
 
 
 def etag_of(version: int, record_id: uuid.UUID) -> str:
@@ -53,3 +54,11 @@ def audit(action: str, resource_type: str, ids: Iterable[uuid.UUID]) -> None:
         "resource_ids": list(ids),
         "request_id": g.get("request_id"),
     })
+
+
+def read_audit(action: str, resource_type: str) -> ReadAudit:
+    """The audit event of a list read, written by the page query itself (``fetch_page``)."""
+    p = principal()
+    assert p.role is not None
+    return ReadAudit(actor_id=p.user_id, actor_role=p.role, action=action,
+                     resource_type=resource_type, request_id=g.get("request_id"))

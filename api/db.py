@@ -17,6 +17,7 @@ from psycopg import ClientCursor
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api import pagination
 from tenancy import context as tenant_context
 from tenancy.context import TenantContext
 from tenancy.database import DatabaseConfig, create_app_engine, create_owner_engine
@@ -88,6 +89,7 @@ def get_db_config(app: Flask) -> DatabaseConfig:
 def init_app(app: Flask) -> None:
     config = database_config(app)
     engine = create_app_engine(config)
+    pagination.install(engine)
     factory = sessionmaker(engine, expire_on_commit=False)
     tenant_context.install(factory)
     app.extensions[EXTENSION] = Database(config=config, engine=engine, sessions=factory)

@@ -1,28 +1,109 @@
-"""One-query pagination: the page and the total in a single round trip."""
+"""One-query pagination: the page, the total and (for clinical lists) the audit event."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, Select, event, func, select
+from sqlalchemy.engine import Connection, ExecutionContext
+from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import ColumnClause, UnaryExpression
+
+AUDIT_OPTION = "clinai_read_audit"
+# The page statement as SQLAlchemy compiled it, wrapped so that the same statement
+# appends the read's audit event naming the page's ids. Resolved in the tenant schema
+# through the transaction's search_path, like every tenant table.
+_AUDITED_PAGE = (
+    "WITH page AS ({page}), audit_event AS ("
+    "INSERT INTO audit_events (actor_id, actor_role, action, resource_type, resource_ids, "
+    "request_id) SELECT %(clinai_audit_actor_id)s, %(clinai_audit_actor_role)s, "
+    "%(clinai_audit_action)s, %(clinai_audit_resource_type)s, "
+    "coalesce(array_agg(page.id), '{{}}'::uuid[]), %(clinai_audit_request_id)s FROM page) "
+    "SELECT * FROM page ORDER BY {order}"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAudit:
+    """The audit event of a list read; its record ids are the ids of the page returned."""
+
+    actor_id: str
+    actor_role: str
+    action: str
+    resource_type: str
+    request_id: str | None
+
+    def parameters(self) -> dict[str, str | None]:
+        return {"clinai_audit_actor_id": self.actor_id,
+                "clinai_audit_actor_role": self.actor_role,
+                "clinai_audit_action": self.action,
+                "clinai_audit_resource_type": self.resource_type,
+                "clinai_audit_request_id": self.request_id}
 
 
 def fetch_page(
-    db: Session, query: Select[Any], *, offset: int, limit: int
+    db: Session, query: Select[Any], *, order_by: Sequence[Any] = (),
+    offset: int, limit: int, audit: ReadAudit | None = None,
 ) -> tuple[list[Any], int]:
     """Return one page of ``query``'s entities and the total row count.
 
-    The total rides along as an uncorrelated scalar subquery, computed once, so the page
-    keeps its top-N sort (``count(*) OVER ()`` would sort every row of the table); only a
-    page past the end needs a second query to learn the total.
+    The page is in ``query``'s order followed by ``order_by``. The total rides along as
+    an uncorrelated scalar subquery, computed once, so the page keeps its top-N sort
+    (``count(*) OVER ()`` would sort every row of the table); only a page past the end
+    needs a second query to learn the total.
+
+    With ``audit`` (clinical lists), the same statement appends the read's audit event
+    naming the page's ids: the page becomes a CTE beside a data-modifying CTE, and the
+    outer query repeats the order, which the caller then gives entirely in ``order_by``
+    (columns of the listed entity, ascending or ``.desc()``). One prepared statement
+    instead of a separate INSERT that PostgreSQL would parse and plan on every request;
+    the event commits or rolls back with the request's transaction like any write.
     """
     total_of = select(func.count()).select_from(query.order_by(None).subquery())
-    rows = db.execute(
-        query.add_columns(total_of.scalar_subquery().label("total")).offset(offset).limit(limit)
-    ).all()
+    paged = (query.add_columns(total_of.scalar_subquery().label("total"))
+             .order_by(*order_by).offset(offset).limit(limit))
+    options: dict[str, Any] = {}
+    if audit is not None:
+        if not order_by:
+            raise ValueError("an audited page needs its whole order in order_by")
+        options[AUDIT_OPTION] = (audit, _outer_order(order_by))
+    rows = db.execute(paged, execution_options=options).all()
     if rows:
         return [row[0] for row in rows], int(rows[0][-1])
     if offset == 0:
         return [], 0
     return [], int(db.scalar(total_of) or 0)
+
+
+def _outer_order(order_by: Sequence[Any]) -> str:
+    """``page.<column> [DESC], ...`` for the outer query of an audited page."""
+    terms = []
+    for term in order_by:
+        descending = isinstance(term, UnaryExpression) and term.modifier is operators.desc_op
+        column = term.element if isinstance(term, UnaryExpression) else term
+        if not isinstance(column, QueryableAttribute | ColumnClause):
+            raise TypeError(f"order an audited page by entity columns, not {column!r}")
+        terms.append(f'page."{column.key}"' + (" DESC" if descending else ""))
+    return ", ".join(terms)
+
+
+@functools.lru_cache(maxsize=256)
+def _audited_statement(page: str, order: str) -> str:
+    return _AUDITED_PAGE.format(page=page, order=order)
+
+
+def install(engine: Engine) -> None:
+    """Let ``fetch_page`` turn a page statement into its audited form on ``engine``."""
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _audited_page(_conn: Connection, _cursor: Any, statement: str, parameters: Any,
+                      context: ExecutionContext | None, _executemany: bool) -> tuple[str, Any]:
+        spec = context.execution_options.get(AUDIT_OPTION) if context is not None else None
+        if spec is None:
+            return statement, parameters
+        audit, order = spec
+        return _audited_statement(statement, order), {**parameters, **audit.parameters()}

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.errors import abort
-from api.pagination import fetch_page
+from api.pagination import ReadAudit, fetch_page
 from models import Client, Membership
 
 
@@ -31,11 +31,12 @@ def get_client(db: Session, p: Principal, client_id: uuid.UUID) -> Client:
 
 
 def list_clients(db: Session, p: Principal, *, status: str | None, offset: int,
-                 limit: int) -> tuple[list[Client], int]:
+                 limit: int, audit: ReadAudit) -> tuple[list[Client], int]:
     query = visible_clients(p)
     if status is not None:
         query = query.where(Client.status == status)
-    return fetch_page(db, query.order_by(Client.last_name, Client.id), offset=offset, limit=limit)
+    return fetch_page(db, query, order_by=(Client.last_name, Client.id), offset=offset,
+                      limit=limit, audit=audit)
 
 
 def _check_assignee(db: Session, p: Principal, assignee: str | None) -> None:

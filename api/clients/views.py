@@ -12,7 +12,7 @@ from api.auth import principal, tenant_member
 from api.blueprint import Blueprint
 from api.clients import operations
 from api.clients.schemas import ClientPatchSchema, ClientQueryArgsSchema, ClientSchema
-from api.common import audit, check_if_match, etag_of, require_if_match, with_etag
+from api.common import audit, check_if_match, etag_of, read_audit, require_if_match, with_etag
 from api.db import session
 
 blp = Blueprint("clients", __name__, url_prefix="/api/v1/clients",
@@ -32,9 +32,9 @@ class Clients(MethodView):
         items, total = operations.list_clients(
             session(), principal(), status=args.get("status"),
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
+            audit=read_audit("client.list", "client"),
         )
         pagination_parameters.item_count = total
-        audit("client.list", "client", (c.id for c in items))
         return items
 
     @tenant_member(*CLINICAL_ROLES)

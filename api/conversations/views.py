@@ -13,7 +13,7 @@ from sqlalchemy import select
 from api.auth import principal, tenant_member
 from api.blueprint import Blueprint
 from api.clients.operations import get_client, visible_clients
-from api.common import audit
+from api.common import audit, read_audit
 from api.conversations.schemas import (
     ConversationCreateSchema,
     ConversationSchema,
@@ -76,11 +76,11 @@ class ClientConversations(MethodView):
         db = session()
         client = get_client(db, principal(), client_id)
         items, total = fetch_page(
-            db, select(Conversation).where(Conversation.client_id == client.id)
-            .order_by(Conversation.created_at.desc(), Conversation.id),
-            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size)
+            db, select(Conversation).where(Conversation.client_id == client.id),
+            order_by=(Conversation.created_at.desc(), Conversation.id),
+            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
+            audit=read_audit("conversation.list", "conversation"))
         pagination_parameters.item_count = total
-        audit("conversation.list", "conversation", (c.id for c in items))
         return items
 
     @tenant_member(*ROLES)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.errors import abort
-from api.pagination import fetch_page
+from api.pagination import ReadAudit, fetch_page
 from models import Client, Note, TherapySession
 from models.note import NOTE_FORMATS
 
@@ -44,10 +44,11 @@ def check_sections(note_format: str, content: dict[str, str]) -> None:
               errors={"json": {"content": {k: ["Unknown section."] for k in unknown}}})
 
 
-def list_notes(db: Session, record: TherapySession, *, offset: int,
-               limit: int) -> tuple[list[Note], int]:
+def list_notes(db: Session, record: TherapySession, *, offset: int, limit: int,
+               audit: ReadAudit) -> tuple[list[Note], int]:
     query = select(Note).where(Note.session_id == record.id)
-    return fetch_page(db, query.order_by(Note.created_at, Note.id), offset=offset, limit=limit)
+    return fetch_page(db, query, order_by=(Note.created_at, Note.id), offset=offset,
+                      limit=limit, audit=audit)
 
 
 def create_note(db: Session, p: Principal, record: TherapySession, data: dict[str, Any]) -> Note:

@@ -10,7 +10,7 @@ from flask.views import MethodView
 
 from api.auth import principal, tenant_member
 from api.blueprint import Blueprint
-from api.common import audit, check_if_match, etag_of, require_if_match, with_etag
+from api.common import audit, check_if_match, etag_of, read_audit, require_if_match, with_etag
 from api.db import session
 from api.notes import operations
 from api.notes.schemas import NotePatchSchema, NoteSchema
@@ -39,9 +39,9 @@ class SessionNotes(MethodView):
         items, total = operations.list_notes(
             db, record, offset=pagination_parameters.first_item,
             limit=pagination_parameters.page_size,
+            audit=read_audit("note.list", "note"),
         )
         pagination_parameters.item_count = total
-        audit("note.list", "note", (n.id for n in items))
         return items
 
     @tenant_member(*CLINICAL_ROLES)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.errors import abort
-from api.pagination import fetch_page
+from api.pagination import ReadAudit, fetch_page
 from models import Client, TherapySession
 
 
@@ -30,11 +30,11 @@ def get_session(db: Session, p: Principal, session_id: uuid.UUID) -> TherapySess
     return found
 
 
-def list_sessions(db: Session, client: Client, *, offset: int,
-                  limit: int) -> tuple[list[TherapySession], int]:
+def list_sessions(db: Session, client: Client, *, offset: int, limit: int,
+                  audit: ReadAudit) -> tuple[list[TherapySession], int]:
     query = select(TherapySession).where(TherapySession.client_id == client.id)
-    return fetch_page(db, query.order_by(TherapySession.started_at.desc(), TherapySession.id),
-                      offset=offset, limit=limit)
+    return fetch_page(db, query, order_by=(TherapySession.started_at.desc(), TherapySession.id),
+                      offset=offset, limit=limit, audit=audit)
 
 
 def create_session(db: Session, client: Client, data: dict[str, Any]) -> TherapySession:

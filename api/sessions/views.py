@@ -11,7 +11,7 @@ from flask.views import MethodView
 from api.auth import principal, tenant_member
 from api.blueprint import Blueprint
 from api.clients.operations import get_client
-from api.common import audit, check_if_match, etag_of, require_if_match, with_etag
+from api.common import audit, check_if_match, etag_of, read_audit, require_if_match, with_etag
 from api.db import session
 from api.sessions import operations
 from api.sessions.schemas import TherapySessionPatchSchema, TherapySessionSchema
@@ -35,9 +35,9 @@ class ClientSessions(MethodView):
         items, total = operations.list_sessions(
             db, client, offset=pagination_parameters.first_item,
             limit=pagination_parameters.page_size,
+            audit=read_audit("session.list", "therapy_session"),
         )
         pagination_parameters.item_count = total
-        audit("session.list", "therapy_session", (s.id for s in items))
         return items
 
     @tenant_member(*CLINICAL_ROLES)
