@@ -22,7 +22,8 @@ _AUDITED_PAGE = (
     "INSERT INTO audit_events (actor_id, actor_role, action, resource_type, resource_ids, "
     "request_id) SELECT %(clinai_audit_actor_id)s, %(clinai_audit_actor_role)s, "
     "%(clinai_audit_action)s, %(clinai_audit_resource_type)s, "
-    "coalesce(array_agg(page.id), '{{}}'::uuid[]), %(clinai_audit_request_id)s FROM page) "
+    "coalesce(array_agg(page.id ORDER BY {order}), '{{}}'::uuid[]), "
+    "%(clinai_audit_request_id)s FROM page) "
     "SELECT * FROM page ORDER BY {order}"
 )
 
@@ -58,20 +59,25 @@ def fetch_page(
 
     With ``audit`` (clinical lists), the same statement appends the read's audit event
     naming the page's ids: the page becomes a CTE beside a data-modifying CTE, and the
-    outer query repeats the order, which the caller then gives entirely in ``order_by``
-    (columns of the listed entity, ascending or ``.desc()``). One prepared statement
+    outer query and the event's id list repeat the order, which the caller then gives
+    entirely in ``order_by`` (columns of the listed entity, ascending or ``.desc()``;
+    ``query`` itself unordered). If the engine lacks the hook that writes the event
+    (``install``), the call fails instead of returning unaudited records. One prepared statement
     instead of a separate INSERT that PostgreSQL would parse and plan on every request;
     the event commits or rolls back with the request's transaction like any write.
     """
     total_of = select(func.count()).select_from(query.order_by(None).subquery())
     paged = (query.add_columns(total_of.scalar_subquery().label("total"))
              .order_by(*order_by).offset(offset).limit(limit))
-    options: dict[str, Any] = {}
-    if audit is not None:
+    if audit is None:
+        rows = db.execute(paged).all()
+    else:
         if not order_by:
             raise ValueError("an audited page needs its whole order in order_by")
-        options[AUDIT_OPTION] = (audit, _outer_order(order_by))
-    rows = db.execute(paged, execution_options=options).all()
+        spec = _AuditedPage(audit, _outer_order(order_by))
+        rows = db.execute(paged, execution_options={AUDIT_OPTION: spec}).all()
+        if not spec.written:  # fail closed: never return records whose read went unaudited
+            raise RuntimeError("the list audit hook is not installed on this engine")
     if rows:
         return [row[0] for row in rows], int(rows[0][-1])
     if offset == 0:
@@ -87,7 +93,8 @@ def _outer_order(order_by: Sequence[Any]) -> str:
         column = term.element if isinstance(term, UnaryExpression) else term
         if not isinstance(column, QueryableAttribute | ColumnClause):
             raise TypeError(f"order an audited page by entity columns, not {column!r}")
-        terms.append(f'page."{column.key}"' + (" DESC" if descending else ""))
+        name = column.expression.name if isinstance(column, QueryableAttribute) else column.name
+        terms.append(f'page."{name}"' + (" DESC" if descending else ""))
     return ", ".join(terms)
 
 
@@ -96,14 +103,25 @@ def _audited_statement(page: str, order: str) -> str:
     return _AUDITED_PAGE.format(page=page, order=order)
 
 
+@dataclass(slots=True)
+class _AuditedPage:
+    """What ``fetch_page`` asks of the hook; ``written`` proves the hook ran."""
+
+    audit: ReadAudit
+    order: str
+    written: bool = False
+
+
+def _audited_page(_conn: Connection, _cursor: Any, statement: str, parameters: Any,
+                  context: ExecutionContext | None, executemany: bool) -> tuple[str, Any]:
+    spec = context.execution_options.get(AUDIT_OPTION) if context is not None else None
+    if not isinstance(spec, _AuditedPage) or executemany:
+        return statement, parameters
+    spec.written = True
+    return (_audited_statement(statement, spec.order),
+            {**parameters, **spec.audit.parameters()})
+
+
 def install(engine: Engine) -> None:
     """Let ``fetch_page`` turn a page statement into its audited form on ``engine``."""
-
-    @event.listens_for(engine, "before_cursor_execute", retval=True)
-    def _audited_page(_conn: Connection, _cursor: Any, statement: str, parameters: Any,
-                      context: ExecutionContext | None, _executemany: bool) -> tuple[str, Any]:
-        spec = context.execution_options.get(AUDIT_OPTION) if context is not None else None
-        if spec is None:
-            return statement, parameters
-        audit, order = spec
-        return _audited_statement(statement, order), {**parameters, **audit.parameters()}
+    event.listen(engine, "before_cursor_execute", _audited_page, retval=True)

@@ -118,3 +118,24 @@ def test_a_refused_list_writes_no_event(practice, make_practice):
     bad = practice.client.get("/api/v1/clients?page_size=0", headers=practice.admin.headers)
     assert bad.status_code == 422
     assert len(_events(practice)) == before
+
+
+def test_an_engine_without_the_audit_hook_fails_closed(app):
+    """Records never leave unaudited: without the hook, fetch_page raises after the query."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from api.db import get_db_config
+    from api.pagination import ReadAudit, fetch_page
+    from models import Tenant
+    from tenancy.database import create_app_engine
+
+    engine = create_app_engine(get_db_config(app))
+    audit = ReadAudit(actor_id="u", actor_role="admin", action="client.list",
+                      resource_type="client", request_id=None)
+    try:
+        with Session(engine) as db, pytest.raises(RuntimeError, match="audit hook"):
+            fetch_page(db, select(Tenant), order_by=(Tenant.id,), offset=0, limit=5,
+                       audit=audit)
+    finally:
+        engine.dispose()
