@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Select, event, func, select
+from sqlalchemy import Engine, Integer, Select, bindparam, event, func, select
 from sqlalchemy.engine import Connection, ExecutionContext
 from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql import operators
@@ -46,43 +46,74 @@ class ReadAudit:
                 "clinai_audit_request_id": self.request_id}
 
 
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """A list's statements, built once per query shape and reused with bound values.
+
+    Building a SQLAlchemy statement and computing its cache key costs ~100 µs of Python;
+    a statement object that is reused keeps its memoized cache key, so the hot lists
+    build theirs once (``functools.cache`` on the shape) and pass the values in
+    ``params``. ``page`` has the total beside the page and ``LIMIT :page_limit OFFSET
+    :page_offset``; ``order`` is the order for an audited page's outer query.
+    """
+
+    page: Select[Any]
+    total: Select[Any]
+    order: str
+
+
+def page_query(query: Select[Any], *, order_by: Sequence[Any] = ()) -> PageQuery:
+    """The statements for pages of ``query`` in ``query``'s order, then ``order_by``.
+
+    The total rides along as an uncorrelated scalar subquery, computed once, so the page
+    keeps its top-N sort (``count(*) OVER ()`` would sort every row of the table).
+    """
+    total = select(func.count()).select_from(query.order_by(None).subquery())
+    page = (query.add_columns(total.scalar_subquery().label("total")).order_by(*order_by)
+            .limit(bindparam("page_limit", type_=Integer))
+            .offset(bindparam("page_offset", type_=Integer)))
+    return PageQuery(page=page, total=total, order=_outer_order(order_by) if order_by else "")
+
+
 def fetch_page(
-    db: Session, query: Select[Any], *, order_by: Sequence[Any] = (),
-    offset: int, limit: int, audit: ReadAudit | None = None,
+    db: Session, query: Select[Any] | PageQuery, *, order_by: Sequence[Any] = (),
+    params: Mapping[str, Any] | None = None, offset: int, limit: int,
+    audit: ReadAudit | None = None,
 ) -> tuple[list[Any], int]:
     """Return one page of ``query``'s entities and the total row count.
 
-    The page is in ``query``'s order followed by ``order_by``. The total rides along as
-    an uncorrelated scalar subquery, computed once, so the page keeps its top-N sort
-    (``count(*) OVER ()`` would sort every row of the table); only a page past the end
-    needs a second query to learn the total.
+    ``query`` is a select of one entity (statements built per call, in ``order_by``
+    order after the query's own) or a ``PageQuery`` built once (then ``order_by`` is
+    ignored and ``params`` carries the values of its bind parameters). Only a page past
+    the end needs a second query to learn the total.
 
     With ``audit`` (clinical lists), the same statement appends the read's audit event
     naming the page's ids: the page becomes a CTE beside a data-modifying CTE, and the
     outer query and the event's id list repeat the order, which the caller then gives
     entirely in ``order_by`` (columns of the listed entity, ascending or ``.desc()``;
-    ``query`` itself unordered). If the engine lacks the hook that writes the event
-    (``install``), the call fails instead of returning unaudited records. One prepared statement
-    instead of a separate INSERT that PostgreSQL would parse and plan on every request;
-    the event commits or rolls back with the request's transaction like any write.
+    the entity query itself unordered). If the engine lacks the hook that writes the
+    event (``install``), the call fails instead of returning unaudited records. One
+    prepared statement instead of a separate INSERT that PostgreSQL would parse and
+    plan on every request; the event commits or rolls back with the request's
+    transaction like any write.
     """
-    total_of = select(func.count()).select_from(query.order_by(None).subquery())
-    paged = (query.add_columns(total_of.scalar_subquery().label("total"))
-             .order_by(*order_by).offset(offset).limit(limit))
+    statements = query if isinstance(query, PageQuery) else page_query(query, order_by=order_by)
+    values = {**(params or {}), "page_limit": limit, "page_offset": offset}
     if audit is None:
-        rows = db.execute(paged).all()
+        rows = db.execute(statements.page, values).all()
     else:
-        if not order_by:
+        if not statements.order:
             raise ValueError("an audited page needs its whole order in order_by")
-        spec = _AuditedPage(audit, _outer_order(order_by))
-        rows = db.execute(paged, execution_options={AUDIT_OPTION: spec}).all()
+        spec = _AuditedPage(audit, statements.order)
+        rows = db.execute(statements.page, values,
+                          execution_options={AUDIT_OPTION: spec}).all()
         if not spec.written:  # fail closed: never return records whose read went unaudited
             raise RuntimeError("the list audit hook is not installed on this engine")
     if rows:
         return [row[0] for row in rows], int(rows[0][-1])
     if offset == 0:
         return [], 0
-    return [], int(db.scalar(total_of) or 0)
+    return [], int(db.scalar(statements.total, dict(params or {})) or 0)
 
 
 def _outer_order(order_by: Sequence[Any]) -> str:

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.errors import abort
-from api.pagination import ReadAudit, fetch_page
+from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from models import Client, Membership
+
+
+def _clients_of(sees_all: bool, therapist_id: Any) -> Select[Client]:
+    """All clients, or those assigned to ``therapist_id`` (a value or a bind parameter)."""
+    query = select(Client)
+    if not sees_all:
+        query = query.where(Client.assigned_therapist_id == therapist_id)
+    return query
 
 
 def visible_clients(p: Principal) -> Select[Client]:
     """Select the clients ``p`` may see: all for admins, assigned ones for therapists."""
-    query = select(Client)
-    if p.role != "admin":
-        query = query.where(Client.assigned_therapist_id == p.user_id)
-    return query
+    return _clients_of(p.role == "admin", p.user_id)
 
 
 def get_client(db: Session, p: Principal, client_id: uuid.UUID) -> Client:
@@ -30,13 +36,20 @@ def get_client(db: Session, p: Principal, client_id: uuid.UUID) -> Client:
     return client
 
 
+@functools.cache
+def _client_pages(sees_all: bool, by_status: bool) -> PageQuery:
+    query = _clients_of(sees_all, bindparam("therapist_id"))
+    if by_status:
+        query = query.where(Client.status == bindparam("status"))
+    return page_query(query, order_by=(Client.last_name, Client.id))
+
+
 def list_clients(db: Session, p: Principal, *, status: str | None, offset: int,
                  limit: int, audit: ReadAudit) -> tuple[list[Client], int]:
-    query = visible_clients(p)
-    if status is not None:
-        query = query.where(Client.status == status)
-    return fetch_page(db, query, order_by=(Client.last_name, Client.id), offset=offset,
-                      limit=limit, audit=audit)
+    """A page of the clients ``p`` may see (as ``visible_clients``), by last name."""
+    return fetch_page(db, _client_pages(p.role == "admin", status is not None),
+                      params={"therapist_id": p.user_id, "status": status},
+                      offset=offset, limit=limit, audit=audit)
 
 
 def _check_assignee(db: Session, p: Principal, assignee: str | None) -> None:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.errors import abort
-from api.pagination import ReadAudit, fetch_page
+from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from models import Client, Note, TherapySession
 from models.note import NOTE_FORMATS
 
@@ -44,10 +45,15 @@ def check_sections(note_format: str, content: dict[str, str]) -> None:
               errors={"json": {"content": {k: ["Unknown section."] for k in unknown}}})
 
 
+@functools.cache
+def _note_pages() -> PageQuery:
+    return page_query(select(Note).where(Note.session_id == bindparam("session_id")),
+                      order_by=(Note.created_at, Note.id))
+
+
 def list_notes(db: Session, record: TherapySession, *, offset: int, limit: int,
                audit: ReadAudit) -> tuple[list[Note], int]:
-    query = select(Note).where(Note.session_id == record.id)
-    return fetch_page(db, query, order_by=(Note.created_at, Note.id), offset=offset,
+    return fetch_page(db, _note_pages(), params={"session_id": record.id}, offset=offset,
                       limit=limit, audit=audit)
 
 

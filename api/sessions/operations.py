@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.errors import abort
-from api.pagination import ReadAudit, fetch_page
+from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from models import Client, TherapySession
 
 
@@ -30,10 +31,16 @@ def get_session(db: Session, p: Principal, session_id: uuid.UUID) -> TherapySess
     return found
 
 
+@functools.cache
+def _session_pages() -> PageQuery:
+    return page_query(
+        select(TherapySession).where(TherapySession.client_id == bindparam("client_id")),
+        order_by=(TherapySession.started_at.desc(), TherapySession.id))
+
+
 def list_sessions(db: Session, client: Client, *, offset: int, limit: int,
                   audit: ReadAudit) -> tuple[list[TherapySession], int]:
-    query = select(TherapySession).where(TherapySession.client_id == client.id)
-    return fetch_page(db, query, order_by=(TherapySession.started_at.desc(), TherapySession.id),
+    return fetch_page(db, _session_pages(), params={"client_id": client.id},
                       offset=offset, limit=limit, audit=audit)
 
 
