@@ -139,3 +139,21 @@ def test_an_engine_without_the_audit_hook_fails_closed(app):
                        audit=audit)
     finally:
         engine.dispose()
+
+
+def test_page_statements_built_once_still_scope_each_caller(practice):
+    """The client list's statements are cached per shape: values must not stick to them."""
+    first, second = practice.add_member("therapist"), practice.add_member("therapist")
+    mine = {practice.create_client(by=first, last_name=f"A{i}")["id"] for i in range(3)}
+    theirs = {practice.create_client(by=second, last_name=f"B{i}")["id"] for i in range(2)}
+    for actor, expected in ((first, mine), (second, theirs), (first, mine)):
+        for query in ("", "?status=active"):
+            page = _list(practice, f"/api/v1/clients{query}", actor=actor)
+            assert {c["id"] for c in page.json} == expected
+            assert json.loads(page.headers["X-Pagination"])["total"] == len(expected)
+        past = _list(practice, "/api/v1/clients?page=9&page_size=1", actor=actor)
+        assert past.json == []
+        assert json.loads(past.headers["X-Pagination"])["total"] == len(expected)
+    everyone = _list(practice, "/api/v1/clients?status=active")
+    assert {c["id"] for c in everyone.json} == mine | theirs
+    assert _list(practice, "/api/v1/clients?status=inactive").json == []
