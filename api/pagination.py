@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Integer, Select, bindparam, event, func, select
+from sqlalchemy import BigInteger, Engine, Select, bindparam, event, func, select
 from sqlalchemy.engine import Connection, ExecutionContext
 from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql import operators
@@ -70,8 +70,8 @@ def page_query(query: Select[Any], *, order_by: Sequence[Any] = ()) -> PageQuery
     """
     total = select(func.count()).select_from(query.order_by(None).subquery())
     page = (query.add_columns(total.scalar_subquery().label("total")).order_by(*order_by)
-            .limit(bindparam("page_limit", type_=Integer))
-            .offset(bindparam("page_offset", type_=Integer)))
+            .limit(bindparam("page_limit", type_=BigInteger))
+            .offset(bindparam("page_offset", type_=BigInteger)))
     return PageQuery(page=page, total=total, order=_outer_order(order_by) if order_by else "")
 
 

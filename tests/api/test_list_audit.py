@@ -157,3 +157,11 @@ def test_page_statements_built_once_still_scope_each_caller(practice):
     everyone = _list(practice, "/api/v1/clients?status=active")
     assert {c["id"] for c in everyone.json} == mine | theirs
     assert _list(practice, "/api/v1/clients?status=inactive").json == []
+
+
+def test_a_page_far_past_the_end_is_empty_not_an_error(practice):
+    """Offsets beyond 32 bits (page 2**31 of 100) still answer with an empty page."""
+    practice.create_client()
+    page = _list(practice, f"/api/v1/clients?page={2**31}&page_size=100")
+    assert page.json == []
+    assert json.loads(page.headers["X-Pagination"])["total"] == 1
