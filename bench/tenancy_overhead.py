@@ -62,6 +62,7 @@ def server(app_spec: str, env: dict[str, str], cwd: Path = ROOT) -> Iterator[tup
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+WRK = "/usr/bin/wrk"
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -105,7 +106,7 @@ class Load:
 def wrk(url: str, token: str, duration: int, connections: int, server_pid: int = 0) -> Load:
     before = cpu_seconds(server_pid) if server_pid else (0.0, 0.0)
     out = subprocess.run(  # noqa: S603
-        ["/usr/bin/wrk", "-t2", f"-c{connections}", f"-d{duration}s",
+        [WRK, "-t2", f"-c{connections}", f"-d{duration}s",
          "-H", f"Authorization: Bearer {token}", url],
         check=True, capture_output=True, text=True).stdout
     after = cpu_seconds(server_pid) if server_pid else (0.0, 0.0)
@@ -132,6 +133,9 @@ def main() -> None:
     parser.add_argument("--variants", action="store_true",
                         help="also measure the plain app with each tenancy piece added")
     args = parser.parse_args()
+    if not Path(WRK).is_file():
+        raise SystemExit(f"{WRK} not found: this benchmark loads the servers with wrk "
+                         "(Debian/Ubuntu: apt-get install -y wrk)")
 
     with bench_database(args.database_url) as bench:
         config = bench.config()
