@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from typing import Any
 
 from flask import Response, make_response
 from flask.views import MethodView
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from api.auth import principal, tenant_member
 from api.blueprint import Blueprint
@@ -24,7 +25,7 @@ from api.db import session
 from api.drafts.views import pseudonymizer_for
 from api.errors import abort
 from api.llm import gateway
-from api.pagination import fetch_page
+from api.pagination import PageQuery, fetch_page, page_query
 from api.sse import start_llm_call, stream_reply, wants_event_stream
 from llm.gateway import Usage
 from llm.prompts import CHAT_HISTORY, CHAT_MAX_TOKENS, chat_messages
@@ -33,6 +34,21 @@ from models import Client, Conversation, ConversationMessage
 blp = Blueprint("conversations", __name__, url_prefix="/api/v1",
                 description="Case chat with the model about one client.")
 ROLES = ("admin", "therapist")
+
+
+@functools.cache
+def _conversation_pages() -> PageQuery:
+    return page_query(
+        select(Conversation).where(Conversation.client_id == bindparam("client_id")),
+        order_by=(Conversation.created_at.desc(), Conversation.id))
+
+
+@functools.cache
+def _message_pages() -> PageQuery:
+    return page_query(
+        select(ConversationMessage)
+        .where(ConversationMessage.conversation_id == bindparam("conversation_id")),
+        order_by=(ConversationMessage.created_at, ConversationMessage.id))
 
 
 def _conversation(conversation_id: uuid.UUID) -> tuple[Conversation, Client]:
@@ -76,8 +92,7 @@ class ClientConversations(MethodView):
         db = session()
         client = get_client(db, principal(), client_id)
         items, total = fetch_page(
-            db, select(Conversation).where(Conversation.client_id == client.id),
-            order_by=(Conversation.created_at.desc(), Conversation.id),
+            db, _conversation_pages(), params={"client_id": client.id},
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
             audit=read_audit("conversation.list", "conversation"))
         pagination_parameters.item_count = total
@@ -107,9 +122,7 @@ class ConversationMessages(MethodView):
         """Show a conversation's messages, oldest first."""
         conversation, _client = _conversation(conversation_id)
         items, total = fetch_page(
-            session(), select(ConversationMessage)
-            .where(ConversationMessage.conversation_id == conversation.id)
-            .order_by(ConversationMessage.created_at, ConversationMessage.id),
+            session(), _message_pages(), params={"conversation_id": conversation.id},
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size)
         pagination_parameters.item_count = total
         audit("conversation.read", "conversation", [conversation.id])
