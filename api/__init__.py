@@ -10,7 +10,7 @@ from flask import Flask
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Create the app: defaults, then environment, then ``test_config`` overrides."""
-    from api import auth, cli, db, errors, llm, logs, settings
+    from api import apidoc, auth, cli, db, errors, llm, logs, settings
     from api.admin.views import blp as admin_blp
     from api.b2c.views import blp as b2c_blp
     from api.clients.views import blp as clients_blp
@@ -50,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     llm.init_app(app)
     api = errors.Api(app)
+    apidoc.register_components(api.spec)
     for blueprint in (onboarding_blp, tenant_blp, admin_blp, clients_blp, sessions_blp,
                       notes_blp, drafts_blp, conversations_blp, b2c_blp):
         api.register_blueprint(blueprint)

@@ -31,6 +31,7 @@ from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import JWTManager, get_jwt, get_jwt_header, verify_jwt_in_request
 from jwt import PyJWK
 
+from api.apidoc import AUTHENTICATED_ERRORS, TENANT_MEMBER_ERRORS, document_errors
 from api.errors import abort, error_response
 from api.settings import DEV_AUDIENCE
 from tenancy.context import ROLE_KEY, TenantContext
@@ -326,7 +327,7 @@ def authenticated(view: Callable[P, R]) -> Callable[P, R]:
         g.principal = Principal(user_id=_subject(_validated_claims()), tenant_id=None, role=None)
         return view(*args, **kwargs)
 
-    return wrapper
+    return document_errors(wrapper, *AUTHENTICATED_ERRORS)
 
 
 def tenant_member(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -355,7 +356,7 @@ def tenant_member(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 abort(403, "role_forbidden", "Your role may not use this endpoint.")
             return view(*args, **kwargs)
 
-        return wrapper
+        return document_errors(wrapper, *TENANT_MEMBER_ERRORS)
 
     return decorator
 

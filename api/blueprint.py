@@ -10,12 +10,18 @@ the pagination header is built from the same numbers without a schema dump.
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import flask_smorest
 import marshmallow as ma
 from flask import Request
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, is_json_request
+
+from api import apidoc
+from api.errors import abort
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class SchemaReusingParser(FlaskParser):
@@ -35,12 +41,45 @@ class SchemaReusingParser(FlaskParser):
             return schema
         return super()._get_schema(argmap, req)
 
+    def load_json(self, req: Request, schema: ma.Schema) -> Any:
+        """Refuse a body that is not JSON with 415, instead of reading it as no body."""
+        if not is_json_request(req) and (req.content_length or req.content_type):
+            abort(415, "unsupported_media_type",
+                  "Send the body as JSON with the header Content-Type: application/json.")
+        return super().load_json(req, schema)
+
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest ships no hints
     ARGUMENTS_PARSER = SchemaReusingParser()
     PAGINATION_ARGUMENTS_PARSER = SchemaReusingParser()
     DEFAULT_PAGINATION_PARAMETERS: ClassVar[dict[str, int]] = {
         "page": 1, "page_size": 20, "max_page_size": 100}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(apidoc.prepare_operation_doc)
+
+    @staticmethod
+    def errors(*codes: str) -> Callable[[F], F]:
+        """Document the ``error`` codes (``api.error_codes``) the view can answer with."""
+        return lambda func: apidoc.document_errors(func, *codes)
+
+    @staticmethod
+    def if_match(func: F) -> F:
+        """Document the required If-Match header and its 428/412 errors."""
+        return apidoc.document_errors(apidoc.document(func, if_match=True),
+                                      *apidoc.IF_MATCH_ERRORS)
+
+    @staticmethod
+    def etag_header(func: F) -> F:
+        """Document the ETag header of the view's success response."""
+        return apidoc.document(func, etag_header=True)
+
+    @staticmethod
+    def event_stream(done_key: str) -> Callable[[F], F]:
+        """Document the ``text/event-stream`` reply (``api.sse``) and the AI errors."""
+        return lambda func: apidoc.document_errors(
+            apidoc.document(func, event_stream=done_key), *apidoc.AI_ERRORS)
 
     @staticmethod
     def _make_pagination_metadata(page: int, page_size: int, item_count: int) -> dict[str, Any]:

@@ -79,11 +79,36 @@ class Api(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest ships no hi
         payload, code, headers = super().handle_http_exception(error)
         data = getattr(error, "data", None) or {}
         payload["error"] = data.get("error") or DEFAULT_CODES.get(code, "error")
+        if "message" not in payload and payload.get("errors"):
+            payload["message"] = describe_errors(payload["errors"])
         if "message" not in payload and not isinstance(error, InternalServerError):
             payload["message"] = error.description
         if code >= 500:
             payload["message"] = "The server could not complete the request."
         return payload, code, headers
+
+
+def describe_errors(errors: Any, *, limit: int = 5) -> str:
+    """Say in one line what was wrong: ``Invalid input: json.name: Missing data ...``."""
+    found: list[str] = []
+
+    def walk(node: Any, path: list[str]) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, [*path, str(key)])
+        elif isinstance(node, list | tuple) and node and not all(isinstance(m, str)
+                                                                 for m in node):
+            for item in node:
+                walk(item, path)
+        else:
+            messages = [node] if isinstance(node, str) else [str(m) for m in node]
+            found.append(f"{'.'.join(path) or 'body'}: {' '.join(messages)}")
+
+    walk(errors, [])
+    more = f" (and {len(found) - limit} more)" if len(found) > limit else ""
+    message = "Invalid input: " + "; ".join(found[:limit]) + more
+    # Field names are the caller's input: a huge unknown key must not make a huge message.
+    return message if len(message) <= 500 else message[:497] + "..."
 
 
 _TENANCY_STATUS: list[tuple[type[TenancyError], int]] = [

@@ -8,6 +8,7 @@ drops it at the end; roles are cluster-wide, so tests use their own role names.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from flask import Flask
+from flask import Flask, request_finished
 from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
@@ -171,3 +172,59 @@ def app_role_conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     url = make_url(database_url).set(username=APP_ROLE, password=APP_PASSWORD)
     with psycopg.connect(_conninfo(url.render_as_string(hide_password=False))) as conn:
         yield conn
+
+
+# --- The spec tells the truth about errors -------------------------------------------
+# Every error response any test provokes must carry a registered ``error`` code with its
+# status, and be documented (status and code) on the operation that answered it.
+
+_undocumented: list[str] = []
+
+
+def _operation(app: Flask, rule: str, method: str) -> dict[str, Any] | None:
+    spec = app.extensions.get("tests.openapi")
+    if spec is None:
+        api = app.extensions["flask-smorest"]["apis"][""]["ext_obj"]
+        spec = app.extensions["tests.openapi"] = api.spec.to_dict()
+    path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+    operation: dict[str, Any] | None = spec["paths"].get(path, {}).get(method.lower())
+    return operation
+
+
+def _check_error_documented(sender: Flask, response: Any, **_extra: Any) -> None:
+    from flask import request
+
+    from api.error_codes import ERROR_CODES
+
+    if response.status_code < 400 or not response.is_json:
+        return
+    code = (response.get_json(silent=True) or {}).get("error")
+    where = f"{request.method} {request.path} -> {response.status_code} {code}"
+    known = ERROR_CODES.get(code)
+    if known is None or known.status != response.status_code:
+        _undocumented.append(f"{where}: not in api/error_codes.py with this status")
+        return
+    rule = request.url_rule
+    if rule is None or response.status_code in (405, 500):
+        return  # no operation answered (unknown path), or not an operation's own error
+    operation = _operation(sender, rule.rule, request.method)
+    if operation is None:
+        return  # not an API operation (health probes, docs)
+    documented = operation["responses"].get(str(response.status_code), {})
+    examples = documented.get("content", {}).get("application/json", {}).get("examples", {})
+    if code not in examples:
+        _undocumented.append(f"{where}: not documented on {request.method} {rule.rule}")
+
+
+@pytest.fixture(autouse=True)
+def errors_are_documented() -> Iterator[None]:
+    """Fail a test whose requests got an error its operation does not document."""
+    _undocumented.clear()
+    request_finished.connect(_check_error_documented)
+    try:
+        yield
+    finally:
+        request_finished.disconnect(_check_error_documented)
+    found = sorted(set(_undocumented))
+    _undocumented.clear()
+    assert not found, "errors missing from the OpenAPI document:\n" + "\n".join(found)

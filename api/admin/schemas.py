@@ -59,7 +59,11 @@ class UsageTotalsSchema(ma.Schema):
     prompt_tokens = ma.fields.Integer()
     completion_tokens = ma.fields.Integer()
     total_tokens = ma.fields.Integer()
-    cost = ma.fields.Decimal(as_string=True)
+    # An exact decimal, served as a string (JSON numbers are floats to most clients).
+    cost = ma.fields.Decimal(as_string=True, metadata={
+        "type": "string", "format": "decimal", "pattern": r"^-?\d+(\.\d+)?$",
+        "description": "Estimated provider cost in USD (list prices), an exact decimal "
+                       "as a string", "example": "0.00538200"})
     calls = ma.fields.Integer()
 
 

@@ -22,6 +22,15 @@ from api.admin.schemas import (
 from api.auth import principal, tenant_member
 from api.blueprint import Blueprint
 from api.db import session
+from api.examples import (
+    AUDIT_EVENTS,
+    INVITATION,
+    INVITATION_CREATE,
+    MEMBER,
+    MEMBER_PATCH,
+    MEMBERS,
+    USAGE,
+)
 from api.llm import gateway
 from api.pagination import fetch_page
 
@@ -32,11 +41,16 @@ blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin",
 @blp.route("/invitations")
 class Invitations(MethodView):
     @tenant_member("admin")
-    @blp.arguments(InvitationCreateSchema, example={"email": "kollegin@example.org",
-                                                    "role": "therapist"})
-    @blp.response(201, InvitationSchema)
+    @blp.arguments(InvitationCreateSchema, example=INVITATION_CREATE)
+    @blp.response(201, InvitationSchema, example=INVITATION)
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Invite someone into the practice; the code is shown only once."""
+        """Invite someone into the practice; the code is shown only once.
+
+        Give the `code` to the invitee; they accept it with
+        `POST /onboarding/invitations/{code}/accept` and then need a new token, which
+        carries the practice and role. Only the code's hash is stored. It expires after
+        `INVITATION_TTL_HOURS` (default 7 days) and works once. No e-mail is sent.
+        """
         ttl = dt.timedelta(hours=current_app.config["INVITATION_TTL_HOURS"])
         invitation, code = operations.create_invitation(
             session(), principal(), email=data["email"], role=data["role"], ttl=ttl
@@ -49,10 +63,13 @@ class Invitations(MethodView):
 @blp.route("/members")
 class Members(MethodView):
     @tenant_member("admin")
-    @blp.response(200, MemberSchema(many=True))
+    @blp.response(200, MemberSchema(many=True), example=MEMBERS)
     @blp.paginate()
     def get(self, pagination_parameters: Any) -> list[Any]:
-        """List the practice's members."""
+        """List the practice's members.
+
+        Each member's user id (the token subject) and role.
+        """
         items, total = fetch_page(
             session(), operations.members_query(),
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
@@ -64,20 +81,29 @@ class Members(MethodView):
 @blp.route("/members/<string:user_id>")
 class MembersById(MethodView):
     @tenant_member("admin")
-    @blp.arguments(MemberPatchSchema, example={"role": "admin"})
-    @blp.response(200, MemberSchema)
-    @blp.alt_response(409, description="The practice would be left without an admin")
+    @blp.arguments(MemberPatchSchema, example=MEMBER_PATCH)
+    @blp.response(200, MemberSchema, example=MEMBER)
+    @blp.errors("not_found", "last_admin")
     def patch(self, data: dict[str, Any], user_id: str) -> Any:
-        """Change a member's role."""
+        """Change a member's role.
+
+        Takes effect on the member's next request (the database's membership is
+        authoritative, not the token's role claim). 409 `last_admin` when the practice
+        would be left without an admin.
+        """
         db = session()
         member = operations.get_member(db, principal(), user_id)
         return operations.change_role(db, member, data["role"])
 
     @tenant_member("admin")
     @blp.response(204)
-    @blp.alt_response(409, description="The practice would be left without an admin")
+    @blp.errors("not_found", "last_admin")
     def delete(self, user_id: str) -> None:
-        """Remove a member; their tokens stop working at once."""
+        """Remove a member; their tokens stop working at once.
+
+        Their next request is a 403 `not_a_member`. Records they wrote stay with the
+        practice. 409 `last_admin` for the practice's only admin.
+        """
         db = session()
         operations.remove_member(db, operations.get_member(db, principal(), user_id))
 
@@ -86,10 +112,15 @@ class MembersById(MethodView):
 class AuditEvents(MethodView):
     @tenant_member("admin")
     @blp.arguments(AuditQueryArgsSchema(), location="query")
-    @blp.response(200, AuditEventSchema(many=True))
+    @blp.response(200, AuditEventSchema(many=True), example=AUDIT_EVENTS)
     @blp.paginate()
     def get(self, args: dict[str, Any], pagination_parameters: Any) -> list[Any]:
-        """List audit events, newest first."""
+        """List audit events, newest first.
+
+        Every read and write of a clinical record: who (user id and role), what (action,
+        record type and ids), when, and the request id. Never clinical text. Filter by
+        `resource_id`, `actor_id` or `action`.
+        """
         items, total = fetch_page(
             session(), operations.audit_query(args),
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
@@ -102,9 +133,14 @@ class AuditEvents(MethodView):
 class Usage(MethodView):
     @tenant_member("admin")
     @blp.arguments(UsageQueryArgsSchema(), location="query")
-    @blp.response(200, UsageSchema)
+    @blp.response(200, UsageSchema, example=USAGE)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Show the practice's LLM token usage for a month, with its budget."""
+        """Show the practice's LLM token usage for a month, with its budget.
+
+        Totals and breakdowns by feature, model and day (UTC), from the metering ledger.
+        `cost` is the estimated provider cost in USD at list prices, an exact decimal sent
+        as a string so that no float rounding creeps in.
+        """
         period = args.get("period") or dt.datetime.now(dt.UTC).strftime("%Y-%m")
         report = operations.usage_report(session(), period)
         p = principal()

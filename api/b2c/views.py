@@ -12,9 +12,11 @@ from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
 from sqlalchemy import text
 
+from api.apidoc import CONNECTOR_ERRORS, document_errors
 from api.blueprint import Blueprint
 from api.db import get_db
 from api.errors import abort, error_response
+from api.examples import CONNECTOR_REQUEST, CONNECTOR_RESPONSE
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,6 +32,19 @@ class ConnectorRequestSchema(ma.Schema):
         unknown = ma.EXCLUDE
 
     objectId = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=255))
+
+
+class ConnectorResponseSchema(ma.Schema):
+    """The API connector's continuation response, with the claims when the user has them."""
+
+    version = ma.fields.String(metadata={"example": "1.0.0"})
+    action = ma.fields.String(metadata={"description": "Always `Continue`"})
+    extension_tenant_id = ma.fields.UUID(metadata={
+        "description": "The user's practice; absent for a user without one. The key is "
+                       "`AUTH_TENANT_CLAIM` (default shown)."})
+    extension_role = ma.fields.String(metadata={
+        "description": "`admin` or `therapist`; absent with the practice. The key is "
+                       "`AUTH_ROLE_CLAIM` (default shown)."})
 
 
 def _authorised() -> bool:
@@ -59,18 +74,22 @@ def connector_auth(view: Callable[P, R]) -> Callable[P, R | Response]:
             return response
         return view(*args, **kwargs)
 
-    return wrapper
+    return document_errors(wrapper, *CONNECTOR_ERRORS)
 
 
 @blp.route("/claims")
 class Claims(MethodView):
     @connector_auth
-    @blp.arguments(ConnectorRequestSchema, example={
-        "objectId": "6b2d6d1e-0000-4000-8000-000000000001", "email": "t@example.org",
-        "step": "PreTokenIssuance", "client_id": "00000000-0000-0000-0000-000000000000"})
+    @blp.arguments(ConnectorRequestSchema, example=CONNECTOR_REQUEST)
+    @blp.response(200, ConnectorResponseSchema, example=CONNECTOR_RESPONSE)
     @blp.doc(security=[{"b2cBasic": []}])
     def post(self, data: dict[str, Any]) -> Response:
-        """Return the tenant and role claims of the signing-in user."""
+        """Return the tenant and role claims of the signing-in user.
+
+        Called by Azure AD B2C (or Entra External ID) at sign-in, with HTTP Basic
+        credentials (`B2C_CONNECTOR_USERNAME` / `B2C_CONNECTOR_PASSWORD`; 503 when unset).
+        Only `objectId` is read. A user without a practice gets `Continue` without claims.
+        """
         with get_db().engine.connect() as conn:
             row = conn.execute(text("SELECT * FROM public.claims_for_user(:u)"),
                                {"u": data["objectId"]}).first()

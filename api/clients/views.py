@@ -14,6 +14,7 @@ from api.clients import operations
 from api.clients.schemas import ClientPatchSchema, ClientQueryArgsSchema, ClientSchema
 from api.common import audit, check_if_match, etag_of, read_audit, require_if_match, with_etag
 from api.db import session
+from api.examples import CLIENT, CLIENT_CREATE, CLIENT_PATCH
 
 blp = Blueprint("clients", __name__, url_prefix="/api/v1/clients",
                 description="Clients of the practice. Therapists see only their own.")
@@ -25,10 +26,15 @@ CLINICAL_ROLES = ("admin", "therapist")
 class Clients(MethodView):
     @tenant_member(*CLINICAL_ROLES)
     @blp.arguments(ClientQueryArgsSchema(), location="query")
-    @blp.response(200, ClientSchema(many=True))
+    @blp.response(200, ClientSchema(many=True), example=[CLIENT])
     @blp.paginate()
     def get(self, args: dict[str, Any], pagination_parameters: Any) -> list[Any]:
-        """List clients, by last name."""
+        """List clients, by last name.
+
+        Admins see every client of the practice, therapists only the clients assigned to
+        them. Sorted by last name, then id; totals in `X-Pagination`. The read is audited
+        (`client.list`, with the ids on the page).
+        """
         items, total = operations.list_clients(
             session(), principal(), status=args.get("status"),
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
@@ -38,13 +44,17 @@ class Clients(MethodView):
         return items
 
     @tenant_member(*CLINICAL_ROLES)
-    @blp.arguments(ClientSchema, example={
-        "first_name": "Erika", "last_name": "Mustermann", "date_of_birth": "1985-04-12",
-        "contact": {"email": "erika@example.org", "phone": "+49 30 1234567"},
-        "assigned_therapist_id": "8f2c1f4e-therapist-object-id"})
-    @blp.response(201, ClientSchema)
+    @blp.arguments(ClientSchema, example=CLIENT_CREATE)
+    @blp.response(201, ClientSchema, example=CLIENT)
+    @blp.etag_header
     def post(self, data: dict[str, Any]) -> Response:
-        """Create a client."""
+        """Create a client.
+
+        `assigned_therapist_id` must be the user id of a member of the practice (422
+        otherwise); a therapist may only assign themselves (403 `role_forbidden`), and a
+        client a therapist creates without one is assigned to them. Returns the client
+        with its `ETag`.
+        """
         client = operations.create_client(session(), principal(), data)
         audit("client.create", "client", [client.id])
         response = make_response(ClientSchema().dump(client), 201)
@@ -54,20 +64,32 @@ class Clients(MethodView):
 @blp.route("/<uuid:client_id>")
 class ClientsById(MethodView):
     @tenant_member(*CLINICAL_ROLES)
-    @blp.response(200, ClientSchema)
+    @blp.response(200, ClientSchema, example=CLIENT)
+    @blp.etag_header
+    @blp.errors("not_found")
     def get(self, client_id: uuid.UUID) -> Response:
-        """Show one client."""
+        """Show one client.
+
+        404 when the client does not exist, belongs to another practice, or is not
+        assigned to the calling therapist. The read is audited (`client.read`).
+        """
         client = operations.get_client(session(), principal(), client_id)
         audit("client.read", "client", [client.id])
         return with_etag(make_response(ClientSchema().dump(client)), client.version, client.id)
 
     @tenant_member(*CLINICAL_ROLES)
-    @blp.arguments(ClientPatchSchema, example={"status": "inactive"})
-    @blp.response(200, ClientSchema)
-    @blp.doc(parameters=[{"in": "header", "name": "If-Match", "required": True,
-                          "schema": {"type": "string"}}])
+    @blp.arguments(ClientPatchSchema, example=CLIENT_PATCH)
+    @blp.response(200, ClientSchema, example={**CLIENT, **CLIENT_PATCH, "version": 2})
+    @blp.etag_header
+    @blp.if_match
+    @blp.errors("not_found")
     def patch(self, data: dict[str, Any], client_id: uuid.UUID) -> Response:
-        """Change a client (send the ETag in If-Match)."""
+        """Change a client (send the ETag in If-Match).
+
+        Only the fields sent change. Send the `ETag` of your last read in `If-Match`: 428
+        without it, 412 when someone changed the client since. The same assignment rules
+        as on create apply. Returns the client with its new `ETag`.
+        """
         if_match = require_if_match()
         db, p = session(), principal()
         client = operations.get_client(db, p, client_id)

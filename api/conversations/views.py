@@ -24,6 +24,13 @@ from api.conversations.schemas import (
 from api.db import session
 from api.drafts.views import pseudonymizer_for
 from api.errors import abort
+from api.examples import (
+    CONVERSATION,
+    CONVERSATION_CREATE,
+    MESSAGE,
+    MESSAGE_CREATE,
+    MESSAGES,
+)
 from api.llm import gateway
 from api.pagination import PageQuery, fetch_page, page_query
 from api.sse import start_llm_call, stream_reply, wants_event_stream
@@ -85,10 +92,15 @@ def _save_turn(conversation_id: uuid.UUID, question: str, answer: str,
 @blp.route("/clients/<uuid:client_id>/conversations")
 class ClientConversations(MethodView):
     @tenant_member(*ROLES)
-    @blp.response(200, ConversationSchema(many=True))
+    @blp.response(200, ConversationSchema(many=True), example=[CONVERSATION])
     @blp.paginate()
+    @blp.errors("not_found")
     def get(self, client_id: uuid.UUID, pagination_parameters: Any) -> list[Any]:
-        """List a client's conversations, newest first."""
+        """List a client's conversations, newest first.
+
+        404 when the caller may not see the client. The read is audited
+        (`conversation.list`).
+        """
         db = session()
         client = get_client(db, principal(), client_id)
         items, total = fetch_page(
@@ -99,10 +111,15 @@ class ClientConversations(MethodView):
         return items
 
     @tenant_member(*ROLES)
-    @blp.arguments(ConversationCreateSchema, example={})
-    @blp.response(201, ConversationSchema)
+    @blp.arguments(ConversationCreateSchema, example=CONVERSATION_CREATE)
+    @blp.response(201, ConversationSchema, example=CONVERSATION)
+    @blp.errors("not_found")
     def post(self, _data: dict[str, Any], client_id: uuid.UUID) -> Any:
-        """Start a conversation about a client."""
+        """Start a conversation about a client.
+
+        The body is an empty JSON object. Ask questions with
+        `POST /conversations/{conversation_id}/messages`.
+        """
         db, p = session(), principal()
         client = get_client(db, p, client_id)
         conversation = Conversation(client_id=client.id, created_by=p.user_id)
@@ -116,10 +133,15 @@ class ClientConversations(MethodView):
 @blp.route("/conversations/<uuid:conversation_id>/messages")
 class ConversationMessages(MethodView):
     @tenant_member(*ROLES)
-    @blp.response(200, MessageSchema(many=True))
+    @blp.response(200, MessageSchema(many=True), example=MESSAGES)
     @blp.paginate()
+    @blp.errors("not_found")
     def get(self, conversation_id: uuid.UUID, pagination_parameters: Any) -> list[Any]:
-        """Show a conversation's messages, oldest first."""
+        """Show a conversation's messages, oldest first.
+
+        The caller's questions (`role` `user`) and the model's replies (`assistant`, with
+        their token `usage`). 404 when the caller may not see the conversation's client.
+        """
         conversation, _client = _conversation(conversation_id)
         items, total = fetch_page(
             session(), _message_pages(), params={"conversation_id": conversation.id},
@@ -129,15 +151,19 @@ class ConversationMessages(MethodView):
         return items
 
     @tenant_member(*ROLES)
-    @blp.arguments(MessageCreateSchema, example={
-        "content": "How could I address the avoidance pattern next session?"})
-    @blp.response(201, MessageSchema)
-    @blp.alt_response(429, description="Token budget exhausted or rate limited")
-    @blp.alt_response(503, description="The AI service is unavailable")
-    @blp.doc(description="With `Accept: text/event-stream` the reply streams as `delta` "
-                         "events and ends with `done` ({message_id, usage}) or `error`.")
+    @blp.arguments(MessageCreateSchema, example=MESSAGE_CREATE)
+    @blp.response(201, MessageSchema, example=MESSAGE)
+    @blp.event_stream("message_id")
+    @blp.errors("not_found")
     def post(self, data: dict[str, Any], conversation_id: uuid.UUID) -> Response:
-        """Ask the model; returns its reply. Both turns are saved only on success."""
+        """Ask the model; returns its reply. Both turns are saved only on success.
+
+        The model gets the recent history of the conversation and the question, with the
+        client's name and contact details and other clients' names replaced by
+        placeholders; the reply is restored before it is returned and saved. Metered
+        against the practice's token budget (429 with `Retry-After`). With
+        `Accept: text/event-stream` the reply streams as server-sent events.
+        """
         db = session()
         conversation, client = _conversation(conversation_id)
         history = [(m.role, m.content) for m in db.scalars(

@@ -16,6 +16,7 @@ from api.blueprint import Blueprint
 from api.common import audit, with_etag
 from api.db import session
 from api.errors import abort
+from api.examples import AI_NOTE, DRAFT_REQUEST
 from api.llm import gateway
 from api.notes.schemas import NoteSchema
 from api.sessions.operations import get_session
@@ -73,14 +74,23 @@ def _save_draft(session_id: uuid.UUID, note_format: str, text: str) -> Note:
 @blp.route("/sessions/<uuid:session_id>/note-drafts")
 class NoteDrafts(MethodView):
     @tenant_member("admin", "therapist")
-    @blp.arguments(DraftRequestSchema, example={"format": "SOAP"})
-    @blp.response(201, NoteSchema)
-    @blp.alt_response(429, description="Token budget exhausted or rate limited")
-    @blp.alt_response(503, description="The AI service is unavailable")
-    @blp.doc(description="With `Accept: text/event-stream` the draft streams as `delta` "
-                         "events and ends with `done` ({note_id, usage}) or `error`.")
+    @blp.arguments(DraftRequestSchema, example=DRAFT_REQUEST)
+    @blp.response(201, NoteSchema, example=AI_NOTE)
+    @blp.etag_header
+    @blp.event_stream("note_id")
+    @blp.errors("not_found", "no_transcript")
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Response:
-        """Draft a note from the session's transcript (status draft, source ai)."""
+        """Draft a note from the session's transcript (status draft, source ai).
+
+        The model sees the transcript with the client's name, contact details and the
+        names of the practice's other clients replaced by placeholders; the draft is
+        saved as a note with `source` `ai` and `status` `draft` for the therapist to
+        review, change and sign. The call is metered against the practice's monthly token
+        budget (429 with `Retry-After` when it is used up or a per-minute limit is hit).
+        With `Accept: text/event-stream` the draft streams as server-sent events. Offline
+        (no `AZURE_OPENAI_ENDPOINT`) a deterministic simulator writes the draft from the
+        transcript.
+        """
         db, p = session(), principal()
         record = get_session(db, p, session_id)
         if not record.transcript:

@@ -12,6 +12,7 @@ from api.auth import principal, tenant_member
 from api.blueprint import Blueprint
 from api.common import audit, check_if_match, etag_of, read_audit, require_if_match, with_etag
 from api.db import session
+from api.examples import NOTE, NOTE_CREATE, NOTE_PATCH, SIGNED_NOTE
 from api.notes import operations
 from api.notes.schemas import NotePatchSchema, NoteSchema
 from api.sessions.operations import get_session
@@ -20,7 +21,6 @@ blp = Blueprint("notes", __name__, url_prefix="/api/v1",
                 description="Clinical notes (SOAP, DAP, BIRP or free). Signed notes are final.")
 
 CLINICAL_ROLES = ("admin", "therapist")
-IF_MATCH = [{"in": "header", "name": "If-Match", "required": True, "schema": {"type": "string"}}]
 
 
 def _respond(note: Any, status: int = 200) -> Response:
@@ -30,10 +30,15 @@ def _respond(note: Any, status: int = 200) -> Response:
 @blp.route("/sessions/<uuid:session_id>/notes")
 class SessionNotes(MethodView):
     @tenant_member(*CLINICAL_ROLES)
-    @blp.response(200, NoteSchema(many=True))
+    @blp.response(200, NoteSchema(many=True), example=[NOTE])
     @blp.paginate()
+    @blp.errors("not_found")
     def get(self, session_id: uuid.UUID, pagination_parameters: Any) -> list[Any]:
-        """List a session's notes, oldest first."""
+        """List a session's notes, oldest first.
+
+        Drafts and signed notes, manual and AI-drafted (`source`). 404 when the caller may
+        not see the session's client. The read is audited (`note.list`).
+        """
         db = session()
         record = get_session(db, principal(), session_id)
         items, total = operations.list_notes(
@@ -45,12 +50,18 @@ class SessionNotes(MethodView):
         return items
 
     @tenant_member(*CLINICAL_ROLES)
-    @blp.arguments(NoteSchema, example={"format": "SOAP", "content": {
-        "subjective": "Reports better sleep.", "objective": "Calm, engaged.",
-        "assessment": "Improving.", "plan": "Continue weekly sessions."}})
-    @blp.response(201, NoteSchema)
+    @blp.arguments(NoteSchema, example=NOTE_CREATE)
+    @blp.response(201, NoteSchema, example=NOTE)
+    @blp.etag_header
+    @blp.errors("not_found")
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Response:
-        """Write a note for a session (a draft)."""
+        """Write a note for a session (a draft).
+
+        `content` holds the sections of the `format`: SOAP `subjective`, `objective`,
+        `assessment`, `plan`; DAP `data`, `assessment`, `plan`; BIRP `behavior`,
+        `intervention`, `response`, `plan`; free `text`. Another section is a 422. The
+        note starts as a draft by the caller; sign it to make it final.
+        """
         db, p = session(), principal()
         record = get_session(db, p, session_id)
         note = operations.create_note(db, p, record, data)
@@ -61,20 +72,33 @@ class SessionNotes(MethodView):
 @blp.route("/notes/<uuid:note_id>")
 class NotesById(MethodView):
     @tenant_member(*CLINICAL_ROLES)
-    @blp.response(200, NoteSchema)
+    @blp.response(200, NoteSchema, example=NOTE)
+    @blp.etag_header
+    @blp.errors("not_found")
     def get(self, note_id: uuid.UUID) -> Response:
-        """Show one note."""
+        """Show one note.
+
+        404 when the note does not exist or its client is not visible to the caller. The
+        read is audited (`note.read`).
+        """
         note = operations.get_note(session(), principal(), note_id)
         audit("note.read", "note", [note.id])
         return _respond(note)
 
     @tenant_member(*CLINICAL_ROLES)
-    @blp.arguments(NotePatchSchema, example={"content": {"plan": "Fortnightly from January."}})
-    @blp.response(200, NoteSchema)
-    @blp.alt_response(409, description="The note is signed")
-    @blp.doc(parameters=IF_MATCH)
+    @blp.arguments(NotePatchSchema, example=NOTE_PATCH)
+    @blp.response(200, NoteSchema, example={
+        **NOTE, "content": {**NOTE["content"], **NOTE_PATCH["content"]}, "version": 2})
+    @blp.etag_header
+    @blp.if_match
+    @blp.errors("not_found", "note_signed")
     def patch(self, data: dict[str, Any], note_id: uuid.UUID) -> Response:
-        """Change a draft note (send the ETag in If-Match)."""
+        """Change a draft note (send the ETag in If-Match).
+
+        Sections sent replace those sections; sections not sent are kept. A signed note
+        cannot change (409 `note_signed`). 428 without `If-Match`, 412 when the note
+        changed since it was read.
+        """
         if_match = require_if_match()
         db = session()
         note = operations.get_note(db, principal(), note_id)
@@ -87,10 +111,14 @@ class NotesById(MethodView):
 @blp.route("/notes/<uuid:note_id>/sign")
 class NoteSignature(MethodView):
     @tenant_member(*CLINICAL_ROLES)
-    @blp.response(200, NoteSchema)
-    @blp.alt_response(409, description="The note is already signed")
+    @blp.response(200, NoteSchema, example=SIGNED_NOTE)
+    @blp.etag_header
+    @blp.errors("not_found", "note_signed")
     def post(self, note_id: uuid.UUID) -> Response:
-        """Sign a draft note; it can no longer change."""
+        """Sign a draft note; it can no longer change.
+
+        Records who signed and when. 409 `note_signed` when it is already signed. No body.
+        """
         db, p = session(), principal()
         note = operations.sign_note(db, p, operations.get_note(db, p, note_id))
         audit("note.sign", "note", [note.id])

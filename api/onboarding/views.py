@@ -13,6 +13,7 @@ from api.auth import authenticated, principal
 from api.blueprint import Blueprint
 from api.db import get_db
 from api.errors import abort
+from api.examples import MEMBERSHIP, TENANT, TENANT_CREATE
 from api.onboarding.schemas import MembershipSchema, TenantCreateSchema, TenantSchema
 from tenancy.provisioning import create_tenant
 
@@ -27,11 +28,17 @@ def hash_code(code: str) -> str:
 @blp.route("/tenants")
 class Tenants(MethodView):
     @authenticated
-    @blp.arguments(TenantCreateSchema, example={"name": "Praxis Dr. Beispiel"})
-    @blp.response(201, TenantSchema)
-    @blp.alt_response(409, description="The caller already belongs to a practice")
+    @blp.arguments(TenantCreateSchema, example=TENANT_CREATE)
+    @blp.response(201, TenantSchema, example=TENANT)
+    @blp.errors("already_member")
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Create a practice and make the caller its admin."""
+        """Create a practice and make the caller its admin.
+
+        Any signed-in user who belongs to no practice yet (409 `already_member`
+        otherwise). Creates the practice's own database schema. The caller's current
+        token names no practice: get a new one, which carries the practice id and the
+        `admin` role, before calling the practice's routes.
+        """
         record = create_tenant(
             get_db().owner_engine, name=data["name"], admin_user_id=principal().user_id,
             app_role=current_app.config["DATABASE_APP_ROLE"],
@@ -51,9 +58,16 @@ _OUTCOMES = {
 @blp.route("/invitations/<string:code>/accept")
 class InvitationAcceptance(MethodView):
     @authenticated
-    @blp.response(201, MembershipSchema)
+    @blp.response(201, MembershipSchema, example=MEMBERSHIP)
+    @blp.errors("invitation_invalid", "invitation_expired", "tenant_inactive",
+                "already_member")
     def post(self, code: str) -> dict[str, Any]:
-        """Join the practice that issued the invitation code (single use)."""
+        """Join the practice that issued the invitation code (single use).
+
+        Any signed-in user who belongs to no practice yet. The caller becomes a member
+        with the invitation's role; get a new token afterwards, since the current one
+        names no practice. No body.
+        """
         if len(code) > 128:
             abort(404, *_OUTCOMES["invalid"][1:])
         user_id = principal().user_id

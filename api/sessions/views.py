@@ -13,6 +13,7 @@ from api.blueprint import Blueprint
 from api.clients.operations import get_client
 from api.common import audit, check_if_match, etag_of, read_audit, require_if_match, with_etag
 from api.db import session
+from api.examples import SESSION, SESSION_CREATE, SESSION_PATCH
 from api.sessions import operations
 from api.sessions.schemas import TherapySessionPatchSchema, TherapySessionSchema
 
@@ -20,16 +21,20 @@ blp = Blueprint("sessions", __name__, url_prefix="/api/v1",
                 description="Therapy sessions. Visible to whoever may see the client.")
 
 CLINICAL_ROLES = ("admin", "therapist")
-IF_MATCH = [{"in": "header", "name": "If-Match", "required": True, "schema": {"type": "string"}}]
 
 
 @blp.route("/clients/<uuid:client_id>/sessions")
 class ClientSessions(MethodView):
     @tenant_member(*CLINICAL_ROLES)
-    @blp.response(200, TherapySessionSchema(many=True))
+    @blp.response(200, TherapySessionSchema(many=True), example=[SESSION])
     @blp.paginate()
+    @blp.errors("not_found")
     def get(self, client_id: uuid.UUID, pagination_parameters: Any) -> list[Any]:
-        """List a client's sessions, newest first."""
+        """List a client's sessions, newest first.
+
+        404 when the caller may not see the client. Transcripts are included. The read is
+        audited (`session.list`).
+        """
         db = session()
         client = get_client(db, principal(), client_id)
         items, total = operations.list_sessions(
@@ -41,12 +46,17 @@ class ClientSessions(MethodView):
         return items
 
     @tenant_member(*CLINICAL_ROLES)
-    @blp.arguments(TherapySessionSchema, example={
-        "started_at": "2026-11-20T09:00:00+01:00", "duration_minutes": 50,
-        "modality": "video", "transcript": "T: How was your week? ..."})
-    @blp.response(201, TherapySessionSchema)
+    @blp.arguments(TherapySessionSchema, example=SESSION_CREATE)
+    @blp.response(201, TherapySessionSchema, example=SESSION)
+    @blp.etag_header
+    @blp.errors("not_found")
     def post(self, data: dict[str, Any], client_id: uuid.UUID) -> Response:
-        """Record a session for a client."""
+        """Record a session for a client.
+
+        `started_at` needs a time zone; `modality` is `in_person`, `video` or `phone`; the
+        optional `transcript` (up to 200,000 characters) is what AI note drafts are made
+        from. 404 when the caller may not see the client.
+        """
         db = session()
         client = get_client(db, principal(), client_id)
         record = operations.create_session(db, client, data)
@@ -58,20 +68,33 @@ class ClientSessions(MethodView):
 @blp.route("/sessions/<uuid:session_id>")
 class SessionsById(MethodView):
     @tenant_member(*CLINICAL_ROLES)
-    @blp.response(200, TherapySessionSchema)
+    @blp.response(200, TherapySessionSchema, example=SESSION)
+    @blp.etag_header
+    @blp.errors("not_found")
     def get(self, session_id: uuid.UUID) -> Response:
-        """Show one session."""
+        """Show one session.
+
+        404 when the session does not exist or its client is not visible to the caller.
+        The read is audited (`session.read`).
+        """
         record = operations.get_session(session(), principal(), session_id)
         audit("session.read", "therapy_session", [record.id])
         body = TherapySessionSchema().dump(record)
         return with_etag(make_response(body), record.version, record.id)
 
     @tenant_member(*CLINICAL_ROLES)
-    @blp.arguments(TherapySessionPatchSchema, example={"duration_minutes": 45})
-    @blp.response(200, TherapySessionSchema)
-    @blp.doc(parameters=IF_MATCH)
+    @blp.arguments(TherapySessionPatchSchema, example=SESSION_PATCH)
+    @blp.response(200, TherapySessionSchema,
+                  example={**SESSION, **SESSION_PATCH, "version": 2})
+    @blp.etag_header
+    @blp.if_match
+    @blp.errors("not_found")
     def patch(self, data: dict[str, Any], session_id: uuid.UUID) -> Response:
-        """Change a session (send the ETag in If-Match)."""
+        """Change a session (send the ETag in If-Match).
+
+        Only the fields sent change. 428 without `If-Match`, 412 when the session changed
+        since it was read.
+        """
         if_match = require_if_match()
         db = session()
         record = operations.get_session(db, principal(), session_id)

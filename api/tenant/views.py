@@ -10,6 +10,7 @@ from sqlalchemy import select
 from api.auth import principal, tenant_member
 from api.blueprint import Blueprint
 from api.db import session
+from api.examples import TENANT
 from api.onboarding.schemas import TenantSchema
 from models import Tenant
 
@@ -20,9 +21,13 @@ blp = Blueprint("tenant", __name__, url_prefix="/api/v1/tenant",
 @blp.route("")
 class CurrentTenant(MethodView):
     @tenant_member("admin", "therapist")
-    @blp.response(200, TenantSchema)
+    @blp.response(200, TenantSchema, example=TENANT)
     def get(self) -> dict[str, Any]:
-        """Show the caller's practice."""
+        """Show the caller's practice.
+
+        The practice named by the token, with the caller's current role in it. A quick
+        way to check that a token works.
+        """
         p = principal()
         tenant = session().scalars(select(Tenant).where(Tenant.id == p.tenant_id)).one()
         return {"id": tenant.id, "name": tenant.name, "status": tenant.status,

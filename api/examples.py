@@ -1,0 +1,123 @@
+"""Request and response examples of the OpenAPI document: one fictional practice.
+
+The ids hang together (the client's session, the session's note, ...) and the users are
+the demo practice's (``api.demo``), so a request example works as written against
+``flask dev seed``'s practice (``tests/api/test_spec.py`` sends each one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.demo import DEMO_ADMIN_ID, DEMO_THERAPIST_ID
+
+TENANT_ID = "6f1d2c3b-4a59-4e7d-8c1b-2a3f4e5d6c7b"
+CLIENT_ID = "3c9e1f2a-7b4d-4e8a-9f1c-5d6e7a8b9c0d"
+SESSION_ID = "8a7b6c5d-4e3f-4a1b-9c2d-1e0f9a8b7c6d"
+NOTE_ID = "9b3f2d4e-8a71-4c55-b0e2-6d1f8c3a7e90"
+CONVERSATION_ID = "c4d5e6f7-a8b9-4c0d-8e1f-2a3b4c5d6e7f"
+MESSAGE_ID = "d1e2f3a4-b5c6-4d7e-8f9a-0b1c2d3e4f5a"
+INVITATION_ID = "e7f8a9b0-c1d2-4e3f-8a4b-5c6d7e8f9a0b"
+CREATED = "2026-11-20T08:05:12.123456+00:00"
+UPDATED = "2026-11-20T10:12:40.654321+00:00"
+
+
+def _record(**fields: Any) -> dict[str, Any]:
+    return {**fields, "created_at": CREATED, "updated_at": UPDATED}
+
+
+# --- Onboarding and the practice --------------------------------------------------
+TENANT_CREATE = {"name": "Praxis Dr. Beispiel"}
+TENANT = {"id": TENANT_ID, "name": "Praxis Dr. Beispiel", "status": "active", "role": "admin",
+          "created_at": CREATED}
+MEMBERSHIP = {"tenant_id": TENANT_ID, "user_id": DEMO_THERAPIST_ID, "role": "therapist"}
+
+# --- Administration --------------------------------------------------------------
+INVITATION_CREATE = {"email": "kollegin@example.org", "role": "therapist"}
+INVITATION = {"id": INVITATION_ID, "code": "k3XvQ9pL2mN8rT5wY7zA1bC4dE6fG0hJ",
+              "email": "kollegin@example.org", "role": "therapist",
+              "expires_at": "2026-11-27T08:05:12.123456+00:00", "created_at": CREATED}
+MEMBER_PATCH = {"role": "therapist"}
+MEMBER = _record(user_id=DEMO_THERAPIST_ID, role="therapist")
+MEMBERS = [_record(user_id=DEMO_ADMIN_ID, role="admin"), MEMBER]
+AUDIT_EVENTS = [
+    {"id": 1042, "occurred_at": UPDATED, "actor_id": DEMO_THERAPIST_ID,
+     "actor_role": "therapist", "action": "note.update", "resource_type": "note",
+     "resource_ids": [NOTE_ID], "request_id": "3f1c9a7e52d84b0c9e6f1d2a7b4c8e01"},
+    {"id": 1041, "occurred_at": CREATED, "actor_id": DEMO_THERAPIST_ID,
+     "actor_role": "therapist", "action": "client.list", "resource_type": "client",
+     "resource_ids": [CLIENT_ID], "request_id": "0a9b8c7d6e5f40312a1b2c3d4e5f6a7b"},
+]
+_TOTALS = {"prompt_tokens": 18_240, "completion_tokens": 4_410, "total_tokens": 22_650,
+           "cost": "0.00538200", "calls": 31}
+USAGE = {
+    "period": "2026-11", **_TOTALS,
+    "by_feature": {
+        "note_draft": {"prompt_tokens": 12_800, "completion_tokens": 3_300,
+                       "total_tokens": 16_100, "cost": "0.00390000", "calls": 12},
+        "case_chat": {"prompt_tokens": 5_440, "completion_tokens": 1_110,
+                      "total_tokens": 6_550, "cost": "0.00148200", "calls": 19}},
+    "by_model": {"gpt-4o-mini": _TOTALS},
+    "by_day": {"2026-11-20": _TOTALS},
+    "budget": {"monthly_tokens": 2_000_000, "used": 22_650, "reserved": 0,
+               "remaining": 1_977_350},
+}
+
+# --- Clinical records (fictional people, example.org addresses) --------------------
+CLIENT_CREATE = {
+    "first_name": "Erika", "last_name": "Mustermann", "date_of_birth": "1985-04-12",
+    "contact": {"email": "erika.mustermann@example.org", "phone": "+49 30 5550123"},
+    "assigned_therapist_id": DEMO_THERAPIST_ID}
+CLIENT_PATCH = {"status": "inactive"}
+CLIENT = _record(id=CLIENT_ID, first_name="Erika", last_name="Mustermann",
+                 date_of_birth="1985-04-12",
+                 contact={"email": "erika.mustermann@example.org", "phone": "+49 30 5550123"},
+                 assigned_therapist_id=DEMO_THERAPIST_ID, status="active", version=1)
+
+SESSION_CREATE = {"started_at": "2026-11-20T09:00:00+01:00", "duration_minutes": 50,
+                  "modality": "video",
+                  "transcript": "T: How was your week?\nC: Better. I slept through most "
+                                "nights and went to the bakery on my own twice."}
+SESSION_PATCH = {"duration_minutes": 45}
+SESSION = _record(id=SESSION_ID, client_id=CLIENT_ID, started_at="2026-11-20T08:00:00+00:00",
+                  duration_minutes=50, modality="video",
+                  transcript=SESSION_CREATE["transcript"], version=1)
+
+NOTE_CREATE = {"format": "SOAP", "content": {
+    "subjective": "Reports better sleep; went out alone twice.",
+    "objective": "Calm, good eye contact, on time.",
+    "assessment": "Avoidance decreasing; exposure tasks effective.",
+    "plan": "Continue graded exposure; next session in two weeks."}}
+NOTE_PATCH = {"content": {"plan": "Fortnightly from January."}}
+NOTE = _record(id=NOTE_ID, session_id=SESSION_ID, format="SOAP",
+               content=NOTE_CREATE["content"], status="draft", source="manual",
+               author_id=DEMO_THERAPIST_ID, signed_by=None, signed_at=None, version=1)
+SIGNED_NOTE = {**NOTE, "status": "signed", "signed_by": DEMO_THERAPIST_ID,
+               "signed_at": UPDATED, "version": 2}
+
+# --- AI -------------------------------------------------------------------------
+DRAFT_REQUEST = {"format": "SOAP"}
+AI_NOTE = {**NOTE, "source": "ai", "content": {
+    "subjective": "Client reports sleeping through most nights and going out alone twice.",
+    "objective": "Video session, 50 minutes.",
+    "assessment": "Progress with avoidance; sleep improved.",
+    "plan": "Continue graded exposure."}}
+CONVERSATION_CREATE: dict[str, Any] = {}
+CONVERSATION = {"id": CONVERSATION_ID, "client_id": CLIENT_ID, "created_by": DEMO_THERAPIST_ID,
+                "created_at": CREATED}
+MESSAGE_CREATE = {"content": "How could I address the avoidance pattern next session?"}
+MESSAGE = {"id": MESSAGE_ID, "conversation_id": CONVERSATION_ID, "role": "assistant",
+           "content": "Consider continuing graded exposure with a slightly harder step ...",
+           "author_id": None,
+           "usage": {"prompt_tokens": 412, "completion_tokens": 96, "total_tokens": 508},
+           "created_at": UPDATED}
+MESSAGES = [{**MESSAGE_CREATE, "id": "a0b1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d",
+             "conversation_id": CONVERSATION_ID, "role": "user",
+             "author_id": DEMO_THERAPIST_ID, "usage": None, "created_at": CREATED}, MESSAGE]
+
+# --- B2C API connector ------------------------------------------------------------
+CONNECTOR_REQUEST = {"objectId": DEMO_THERAPIST_ID, "email": "therapeutin@example.org",
+                     "step": "PreTokenIssuance",
+                     "client_id": "00000000-0000-0000-0000-000000000000"}
+CONNECTOR_RESPONSE = {"version": "1.0.0", "action": "Continue",
+                      "extension_tenant_id": TENANT_ID, "extension_role": "therapist"}

@@ -1,0 +1,90 @@
+"""Malformed input a newcomer sends: a clear 4xx in the shared shape, saying what is wrong."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+GENERIC_422 = "The request was well-formed but was unable to be followed"
+
+
+def _shape(response, status: int, error: str) -> dict:
+    body = response.get_json()
+    assert response.status_code == status, body
+    assert set(body) >= {"code", "status", "message", "error"}
+    assert body["code"] == status and body["error"] == error
+    return body
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/x-www-form-urlencoded",  # what `curl -d` sends without -H
+    "text/plain",
+    "multipart/form-data; boundary=x",
+])
+def test_a_body_that_is_not_json_is_415(make_practice, content_type):
+    practice = make_practice()
+    response = practice.client.post(
+        "/api/v1/clients", data=json.dumps({"first_name": "A", "last_name": "B"}),
+        headers={**practice.admin.headers, "Content-Type": content_type})
+    body = _shape(response, 415, "unsupported_media_type")
+    assert "application/json" in body["message"]
+    listed = practice.client.get("/api/v1/clients", headers=practice.admin.headers)
+    assert listed.json == []  # nothing was written
+
+
+def test_json_with_a_charset_is_json(make_practice):
+    practice = make_practice()
+    response = practice.client.post(
+        "/api/v1/clients", data=json.dumps({"first_name": "A", "last_name": "B"}),
+        headers={**practice.admin.headers, "Content-Type": "application/json; charset=utf-8"})
+    assert response.status_code == 201, response.json
+
+
+def test_no_body_at_all_names_the_missing_fields(make_practice):
+    practice = make_practice()
+    response = practice.client.post("/api/v1/clients", headers=practice.admin.headers)
+    body = _shape(response, 422, "validation_failed")
+    assert "first_name" in body["message"] and "last_name" in body["message"]
+
+
+@pytest.mark.parametrize(("method", "path", "payload", "says"), [
+    ("post", "/api/v1/clients", {"first_name": "A"}, "json.last_name: Missing data"),
+    ("post", "/api/v1/clients", {"first_name": "A", "last_name": "B", "status": "gone"},
+     "json.status: Must be one of"),
+    ("post", "/api/v1/clients", {"first_name": "A", "last_name": "B",
+                                 "contact": {"email": "not-an-address"}},
+     "json.contact.email: Not a valid email address."),
+    ("post", "/api/v1/clients", {"first_name": "A", "last_name": "B", "shoe_size": 44},
+     "json.shoe_size: Unknown field."),
+    ("get", "/api/v1/clients?status=gone", None, "query.status: Must be one of"),
+    ("get", "/api/v1/clients?page_size=1000", None, "query.page_size: Must be greater"),
+    ("get", "/api/v1/admin/usage?period=2026-13", None, "query.period: Use YYYY-MM."),
+])
+def test_every_422_says_what_was_wrong(make_practice, method, path, payload, says):
+    practice = make_practice()
+    response = getattr(practice.client, method)(path, json=payload,
+                                                headers=practice.admin.headers)
+    body = _shape(response, 422, "validation_failed")
+    assert GENERIC_422 not in body["message"]
+    assert body["message"].startswith("Invalid input: ")
+    assert says in body["message"], body["message"]
+    assert body["errors"]
+
+
+def test_a_huge_unknown_field_name_does_not_make_a_huge_message(make_practice):
+    practice = make_practice()
+    response = practice.client.post(
+        "/api/v1/clients", json={"first_name": "A", "last_name": "B", "x" * 50_000: 1},
+        headers=practice.admin.headers)
+    body = _shape(response, 422, "validation_failed")
+    assert len(body["message"]) <= 500
+
+
+def test_invalid_json_is_400_in_the_shared_shape(make_practice):
+    practice = make_practice()
+    response = practice.client.post(
+        "/api/v1/clients", data='{"first_name": "A",',
+        headers={**practice.admin.headers, "Content-Type": "application/json"})
+    body = _shape(response, 400, "bad_request")
+    assert "JSON" in body["message"]
