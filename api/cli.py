@@ -1,4 +1,4 @@
-"""Operator commands: ``flask tenancy ...`` and ``flask dev token``."""
+"""Operator commands: ``flask tenancy ...``, ``flask dev token`` and ``flask dev seed``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from api.db import get_db
+from api.demo import SeedError, seed
 from tenancy.database import ensure_roles
 from tenancy.errors import TenancyError
 from tenancy.migrate import TenantOutcome, upgrade_public, upgrade_tenants
@@ -136,6 +137,19 @@ def token(tenant_id: uuid.UUID | None, role: str | None, subject: str) -> None:
     click.echo(issuer.mint(subject=subject, tenant=str(tenant_id) if tenant_id else None,
                            role=role, tenant_claim=current_app.config["AUTH_TENANT_CLAIM"],
                            role_claim=current_app.config["AUTH_ROLE_CLAIM"]))
+
+
+@dev_cli.command("seed")
+def seed_command() -> None:
+    """Create (or find) the demo practice; print export lines with fresh tokens.
+
+    Only export lines and # comments go to stdout: eval "$(flask dev seed)" works.
+    """
+    try:
+        result = seed(current_app._get_current_object())  # type: ignore[attr-defined]
+    except SeedError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(result.exports(), nl=False)
 
 
 def init_app(app: Flask) -> None:

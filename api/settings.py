@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
+import click
+
 DEFAULTS: dict[str, Any] = {
     "APP_ENV": "production",
     "DATABASE_URL": None,
@@ -52,8 +54,14 @@ DEV_AUDIENCE = "clinai-dev-api"
 DEV_ENVS = frozenset({"development", "test"})
 
 
-class ConfigError(RuntimeError):
-    """The configuration cannot be served safely."""
+class ConfigError(click.ClickException, RuntimeError):
+    """The configuration cannot be served safely.
+
+    A ``ClickException``, so that the ``flask`` CLI (which builds the app through
+    ``wsgi.py`` before running any command) reports it as one line, ``Error: ...``, with
+    exit status 1 instead of a traceback. Servers still refuse to start: the import of
+    ``wsgi`` fails.
+    """
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -10,6 +10,11 @@ fi
 stamp=".venv/.requirements.sha256"
 want="$(sha256sum requirements.lock | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    if [ -f "$stamp" ]; then
+        echo "requirements.lock changed: installing the locked dependencies into .venv..." >&2
+    else
+        echo "Installing the locked dependencies into .venv (first run, about a minute)..." >&2
+    fi
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
     echo "$want" > "$stamp"
 fi

