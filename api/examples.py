@@ -2,7 +2,7 @@
 
 The ids hang together (the client's session, the session's note, ...) and the users are
 the demo practice's (``api.demo``), so a request example works as written against
-``flask dev seed``'s practice (``tests/api/test_spec.py`` sends each one).
+``flask dev seed``'s practice (``tests/test_demo.py`` sends each one).
 """
 
 from __future__ import annotations

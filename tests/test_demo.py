@@ -210,3 +210,56 @@ def test_readme_block_runs_against_a_server(dev_app, database_url, first_seed, t
     assert '"name": "Praxis Beispiel (fiktiv)"' in out  # the second practice
     assert '"role": "therapist"' in out  # the invitation, accepted
     assert re.search(r"\[\]\ndone: [0-9a-f-]{36} [0-9a-f-]{36} [0-9a-f-]{36}\n$", out), out
+
+
+# --- The OpenAPI request examples work as written against the demo practice ----------
+# Runs last in this module: it adds records to the demo practice.
+
+def test_every_request_example_works_as_written(dev_app, first_seed):
+    """Send each operation's request example, verbatim, in the demo practice."""
+    _stdout, values = first_seed
+    client = dev_app.test_client()
+    spec = client.get("/openapi.json").get_json()
+    bodies = {(m.upper(), p): op["requestBody"]["content"]["application/json"]["example"]
+              for p, item in spec["paths"].items() for m, op in item.items()
+              if isinstance(op, dict) and "requestBody" in op}
+    admin = {"Authorization": f"Bearer {values['ADMIN_TOKEN']}"}
+    therapist = {"Authorization": f"Bearer {values['THERAPIST_TOKEN']}"}
+    newcomer_token = dev_app.extensions["clinai_dev_issuer"].mint(
+        subject="example-newcomer", tenant=None, role=None,
+        tenant_claim=dev_app.config["AUTH_TENANT_CLAIM"],
+        role_claim=dev_app.config["AUTH_ROLE_CLAIM"])
+    newcomer = {"Authorization": f"Bearer {newcomer_token}"}
+    connector = {"Authorization": "Basic " + __import__("base64").b64encode(
+        b"b2c:connector-secret").decode()}
+    ids: dict[str, str] = {"user_id": DEMO_THERAPIST_ID}
+    # In an order where each step's ids come from the one before; who sends it.
+    plan = [
+        ("POST", "/api/v1/onboarding/tenants", newcomer, None),
+        ("POST", "/api/v1/admin/invitations", admin, None),
+        ("PATCH", "/api/v1/admin/members/{user_id}", admin, None),
+        ("POST", "/api/v1/clients", admin, "client_id"),
+        ("PATCH", "/api/v1/clients/{client_id}", therapist, None),
+        ("POST", "/api/v1/clients/{client_id}/sessions", therapist, "session_id"),
+        ("PATCH", "/api/v1/sessions/{session_id}", therapist, None),
+        ("POST", "/api/v1/sessions/{session_id}/notes", therapist, "note_id"),
+        ("PATCH", "/api/v1/notes/{note_id}", therapist, None),
+        ("POST", "/api/v1/sessions/{session_id}/note-drafts", therapist, None),
+        ("POST", "/api/v1/clients/{client_id}/conversations", therapist, "conversation_id"),
+        ("POST", "/api/v1/conversations/{conversation_id}/messages", therapist, None),
+        ("POST", "/api/v1/b2c/claims", connector, None),
+    ]
+    assert {(m, p) for m, p, _h, _k in plan} == set(bodies), "plan misses an operation"
+    for method, path, headers, keep in plan:
+        url = path.format(**ids)
+        sent = dict(headers)
+        if method == "PATCH" and "{user_id}" not in path:
+            sent["If-Match"] = client.get(url, headers=headers).headers["ETag"]
+        response = client.open(url, method=method, json=bodies[(method, path)], headers=sent)
+        assert response.status_code in (200, 201), (method, path, response.get_json())
+        if keep:
+            ids[keep] = response.get_json()["id"]
+    claims = client.post("/api/v1/b2c/claims", json=bodies[("POST", "/api/v1/b2c/claims")],
+                         headers=connector).get_json()
+    assert claims["extension_tenant_id"] == values["CLINAI_TENANT_ID"]
+    assert claims["extension_role"] == "therapist"
