@@ -125,7 +125,7 @@ def event_stream_content(done_key: str) -> dict[str, Any]:
             "whole reply was saved) or one `error` event (`{\"error\": code, \"message\": "
             "...}` with an AI error code, or `save_failed`; nothing is saved). Errors before "
             "the stream starts (budget, validation, access) are ordinary JSON error "
-            "responses.")},
+            "responses. A stream carries no `ETag`: read the record for it.")},
         "example": (
             'event: delta\ndata: {"text": "S: Client reports "}\n\n'
             'event: delta\ndata: {"text": "better sleep."}\n\n'

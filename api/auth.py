@@ -345,7 +345,7 @@ def tenant_member(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             try:
                 tenant_id = uuid.UUID(str(raw_tenant))
             except ValueError:
-                abort(403, "tenant_unknown", "The token names an unknown tenant.")
+                abort(403, "tenant_unknown", "The token names an unknown practice.")
             get_db().verify()
             context = TenantContext(tenant_id=tenant_id, user_id=_subject(claims))
             session = open_tenant_session(context, read_only=request.method in ("GET", "HEAD"))

@@ -9,8 +9,9 @@ the pagination header is built from the same numbers without a schema dump.
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 import flask_smorest
@@ -19,9 +20,60 @@ from flask import Request
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from api import apidoc
-from api.errors import abort
+from api.errors import abort, describe_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
+# The largest page number: (page - 1) * page_size must fit PostgreSQL's bigint OFFSET.
+MAX_PAGE = 2**53
+
+
+def _string_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "Contains a NUL character (\\u0000), which cannot be stored."
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Contains an unpaired surrogate (\\ud800-\\udfff), which is not valid Unicode."
+    return None
+
+
+def unstorable_strings(value: Any) -> dict[str, Any]:
+    """Field errors for every string (key or value) that cannot be stored, by path.
+
+    Walks without recursion: the parsed body may be nested as deeply as the JSON parser
+    allowed.
+    """
+    errors: dict[str, Any] = {}
+    stack: list[tuple[tuple[str, ...], Any]] = [((), value)]
+    while stack:
+        path, node = stack.pop()
+        children: Iterable[tuple[Any, Any]] = ()
+        if isinstance(node, dict):
+            children = node.items()
+            for key in node:
+                if isinstance(key, str) and (problem := _string_problem(key)):
+                    _put(errors, path, f"Field name: {problem}")
+        elif isinstance(node, list):
+            children = enumerate(node)
+        elif isinstance(node, str) and (problem := _string_problem(node)):
+            _put(errors, path, problem)
+        stack.extend(((*path, str(k)), v) for k, v in children)
+    return errors
+
+
+def _put(errors: dict[str, Any], path: tuple[str, ...], message: str) -> None:
+    node = errors
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):  # a message already stands here
+            return
+        node = child
+    node.setdefault(path[-1] if path else "_schema", []).append(message)
+
+
+def _refuse(location: str, errors: dict[str, Any]) -> None:
+    found = {location: errors}
+    abort(422, "validation_failed", describe_errors(found), errors=found)
 
 
 class SchemaReusingParser(FlaskParser):
@@ -46,12 +98,43 @@ class SchemaReusingParser(FlaskParser):
         if not is_json_request(req) and (req.content_length or req.content_type):
             abort(415, "unsupported_media_type",
                   "Send the body as JSON with the header Content-Type: application/json.")
-        return super().load_json(req, schema)
+        data = super().load_json(req, schema)
+        if (errors := unstorable_strings(data)):
+            _refuse("json", errors)
+        return data
+
+    def _raw_load_json(self, req: Request) -> Any:
+        """Parse the body; JSON the parser cannot hold is a 400 like any invalid JSON."""
+        try:
+            return super()._raw_load_json(req)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise  # webargs answers these with 400 "Invalid JSON body."
+        except (RecursionError, ValueError):
+            abort(400, "bad_request", "The body is not valid JSON: nested too deeply or a "
+                  "number too long.", errors={"json": ["Invalid JSON body."]})
+
+    def load_querystring(self, req: Request, schema: ma.Schema) -> Any:
+        """Refuse query values that cannot be stored before they reach a query."""
+        errors = {name: [problem] for name, value in req.args.items(multi=True)
+                  if (problem := _string_problem(value))}
+        if errors:
+            _refuse("query", errors)
+        return super().load_querystring(req, schema)
+
+
+class PaginationParser(SchemaReusingParser):
+    """Also bounds ``page``, so that its OFFSET fits a bigint."""
+
+    def load_querystring(self, req: Request, schema: ma.Schema) -> Any:
+        page = req.args.get("page", "")
+        if page.isascii() and page.isdigit() and (len(page) > 16 or int(page) > MAX_PAGE):
+            _refuse("query", {"page": [f"Must be at most {MAX_PAGE}."]})
+        return super().load_querystring(req, schema)
 
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest ships no hints
     ARGUMENTS_PARSER = SchemaReusingParser()
-    PAGINATION_ARGUMENTS_PARSER = SchemaReusingParser()
+    PAGINATION_ARGUMENTS_PARSER = PaginationParser()
     DEFAULT_PAGINATION_PARAMETERS: ClassVar[dict[str, int]] = {
         "page": 1, "page_size": 20, "max_page_size": 100}
 

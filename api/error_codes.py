@@ -84,6 +84,13 @@ ERROR_CODES: dict[str, ErrorCode] = {
 }
 
 
+# Codes that only appear in the `error` event of a streamed (text/event-stream) reply,
+# after the 201 and its headers were sent. The AI codes above can appear there too.
+STREAM_ERROR_CODES: dict[str, str] = {
+    "save_failed": "The reply was complete but could not be saved; nothing was kept.",
+}
+
+
 def markdown_table() -> str:
     """Return docs/ERRORS.md: every code with its status and meaning, by status."""
     lines = [
@@ -108,6 +115,19 @@ def markdown_table() -> str:
     for code, info in sorted(ERROR_CODES.items(), key=lambda kv: (kv[1].status, kv[0])):
         retry = " Retry-After." if info.retry_after else ""
         lines.append(f"| {info.status} | `{code}` | {info.meaning}{retry} |")
+    lines += [
+        "",
+        "## In a stream",
+        "",
+        "A streamed AI reply (`Accept: text/event-stream`) has already answered 201 when it",
+        "fails; it then ends with an `error` event, `{\"error\": code, \"message\": ...}`, and",
+        "saves nothing. Its code is one of the AI codes above (`content_filtered`,",
+        "`llm_unavailable`) or:",
+        "",
+        "| error | meaning |",
+        "|---|---|",
+    ]
+    lines += [f"| `{code}` | {meaning} |" for code, meaning in STREAM_ERROR_CODES.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -11,7 +11,7 @@ import logging
 from typing import Any, NoReturn
 
 import flask_smorest
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify
 from marshmallow import fields
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm.exc import StaleDataError
@@ -83,7 +83,12 @@ class Api(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest ships no hi
             payload["message"] = describe_errors(payload["errors"])
         if "message" not in payload and not isinstance(error, InternalServerError):
             payload["message"] = error.description
-        if code >= 500:
+        if code == 413 and not data.get("error"):
+            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            payload["message"] = f"The body is larger than the {limit} bytes the server accepts."
+        if code >= 500 and not data.get("error"):
+            # Our own 5xx (abort with an error code) say what to do; anything else says
+            # nothing about the server's insides.
             payload["message"] = "The server could not complete the request."
         return payload, code, headers
 

@@ -76,11 +76,11 @@ def enter_tenant(connection: Connection, context: TenantContext, *,
     row = cursor.fetchone()
     tenant_status, member_role = row if row is not None else (None, None)
     if tenant_status is None:
-        raise TenantUnknown("the token names an unknown tenant")
+        raise TenantUnknown("The token names an unknown practice.")
     if tenant_status != "active":
-        raise TenantInactive(f"the tenant is {tenant_status}")
+        raise TenantInactive(f"The practice is {tenant_status}.")
     if member_role is None:
-        raise NotAMember("the caller is not a member of this tenant")
+        raise NotAMember("You are not (or no longer) a member of this practice.")
     return str(member_role)
 
 

@@ -50,7 +50,7 @@ def create_tenant(
                 text("SELECT 1 FROM public.memberships WHERE user_id = :u"), {"u": admin_user_id}
             )
             if taken:
-                raise TenantConflict("the caller already belongs to a practice",
+                raise TenantConflict("The user already belongs to a practice.",
                                      code="already_member")
             conn.execute(
                 text("INSERT INTO public.tenants (id, name, schema_name) VALUES (:i, :n, :s)"),
@@ -78,7 +78,7 @@ def create_tenant(
                 {"i": tenant_id, "v": tenant_head()},
             )
     except IntegrityError as exc:
-        raise TenantConflict("the caller already belongs to a practice",
+        raise TenantConflict("The user already belongs to a practice.",
                              code="already_member") from exc
     return TenantRecord(id=tenant_id, name=name, schema_name=schema, status="active")
 

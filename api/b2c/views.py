@@ -51,7 +51,8 @@ def _authorised() -> bool:
     user = current_app.config["B2C_CONNECTOR_USERNAME"]
     password = current_app.config["B2C_CONNECTOR_PASSWORD"]
     if not user or not password:
-        abort(503, "connector_not_configured", "The B2C API connector is not configured.")
+        abort(503, "connector_not_configured", "The B2C API connector is not configured "
+              "(B2C_CONNECTOR_USERNAME and B2C_CONNECTOR_PASSWORD).")
     auth = request.authorization
     if auth is None or auth.type != "basic":
         return False

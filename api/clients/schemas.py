@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import datetime as dt
+
 import marshmallow as ma
 from marshmallow import validate
 
 from models.client import CLIENT_STATUSES
+
+
+def _plausible_birth_date(value: dt.date) -> None:
+    if not dt.date(1900, 1, 1) <= value <= dt.date.today():
+        raise ma.ValidationError("Must be between 1900-01-01 and today.")
 
 
 class ContactSchema(ma.Schema):
@@ -16,7 +23,7 @@ class ClientSchema(ma.Schema):
     id = ma.fields.UUID(dump_only=True)
     first_name = ma.fields.String(required=True, validate=validate.Length(min=1, max=255))
     last_name = ma.fields.String(required=True, validate=validate.Length(min=1, max=255))
-    date_of_birth = ma.fields.Date(allow_none=True)
+    date_of_birth = ma.fields.Date(allow_none=True, validate=_plausible_birth_date)
     contact = ma.fields.Nested(ContactSchema, load_default=dict)
     assigned_therapist_id = ma.fields.String(
         allow_none=True, validate=validate.Length(min=1, max=255),

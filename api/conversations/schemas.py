@@ -24,8 +24,14 @@ class MessageSchema(ma.Schema):
     conversation_id = ma.fields.UUID(dump_only=True)
     role = ma.fields.String(dump_only=True)
     content = ma.fields.String(dump_only=True)
-    author_id = ma.fields.String(dump_only=True)
-    usage = ma.fields.Method("_usage", dump_only=True)
+    author_id = ma.fields.String(dump_only=True, allow_none=True, metadata={
+        "description": "The user who asked; null for the model's replies"})
+    usage = ma.fields.Method("_usage", dump_only=True, metadata={
+        "type": ["object", "null"],
+        "description": "Tokens of a model reply (prompt_tokens, completion_tokens, "
+                       "total_tokens); null for the caller's questions",
+        "properties": {name: {"type": "integer"}
+                       for name in ("prompt_tokens", "completion_tokens", "total_tokens")}})
     created_at = ma.fields.DateTime(dump_only=True)
 
     def _usage(self, message: object) -> dict[str, int] | None:

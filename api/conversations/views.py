@@ -111,13 +111,13 @@ class ClientConversations(MethodView):
         return items
 
     @tenant_member(*ROLES)
-    @blp.arguments(ConversationCreateSchema, example=CONVERSATION_CREATE)
+    @blp.arguments(ConversationCreateSchema, required=False, example=CONVERSATION_CREATE)
     @blp.response(201, ConversationSchema, example=CONVERSATION)
     @blp.errors("not_found")
     def post(self, _data: dict[str, Any], client_id: uuid.UUID) -> Any:
         """Start a conversation about a client.
 
-        The body is an empty JSON object. Ask questions with
+        The body is an empty JSON object, or no body at all. Ask questions with
         `POST /conversations/{conversation_id}/messages`.
         """
         db, p = session(), principal()

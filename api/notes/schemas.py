@@ -23,8 +23,10 @@ class NoteSchema(ma.Schema):
     status = ma.fields.String(dump_only=True)
     source = ma.fields.String(dump_only=True)
     author_id = ma.fields.String(dump_only=True)
-    signed_by = ma.fields.String(dump_only=True)
-    signed_at = ma.fields.DateTime(dump_only=True)
+    signed_by = ma.fields.String(dump_only=True, allow_none=True,
+                                 metadata={"description": "Who signed it; null for a draft"})
+    signed_at = ma.fields.DateTime(dump_only=True, allow_none=True,
+                                   metadata={"description": "When it was signed; null for a draft"})
     version = ma.fields.Integer(dump_only=True)
     created_at = ma.fields.DateTime(dump_only=True)
     updated_at = ma.fields.DateTime(dump_only=True)

@@ -113,11 +113,13 @@ class NoteSignature(MethodView):
     @tenant_member(*CLINICAL_ROLES)
     @blp.response(200, NoteSchema, example=SIGNED_NOTE)
     @blp.etag_header
-    @blp.errors("not_found", "note_signed")
+    @blp.errors("not_found", "note_signed", "precondition_failed")
     def post(self, note_id: uuid.UUID) -> Response:
         """Sign a draft note; it can no longer change.
 
-        Records who signed and when. 409 `note_signed` when it is already signed. No body.
+        Records who signed and when. 409 `note_signed` when it is already signed; 412
+        `precondition_failed` when someone changed or signed it at the same moment (read
+        it again before signing). No body.
         """
         db, p = session(), principal()
         note = operations.sign_note(db, p, operations.get_note(db, p, note_id))

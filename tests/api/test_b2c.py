@@ -99,6 +99,7 @@ def test_unconfigured_connector_is_503(app, database_url, issuer, overrides):
             response = unconfigured.test_client().post(CLAIMS, headers=headers,
                                                        json=b2c_body("x"))
             assert_error(response, 503, "connector_not_configured")
+            assert "not configured" in response.json["message"]
     finally:
         unconfigured.extensions["clinai_db"].dispose()
 

@@ -88,3 +88,61 @@ def test_invalid_json_is_400_in_the_shared_shape(make_practice):
         headers={**practice.admin.headers, "Content-Type": "application/json"})
     body = _shape(response, 400, "bad_request")
     assert "JSON" in body["message"]
+
+
+@pytest.mark.parametrize(("payload", "field"), [
+    ('{"first_name": "A\\u0000", "last_name": "B"}', "json.first_name"),
+    ('{"first_name": "A", "last_name": "\\ud800"}', "json.last_name"),
+    ('{"first_name": "A", "last_name": "B", "contact": {"phone": "1\\u0000"}}',
+     "json.contact.phone"),
+])
+def test_unstorable_strings_are_422_naming_the_field(make_practice, payload, field):
+    practice = make_practice()
+    response = practice.client.post(
+        "/api/v1/clients", data=payload,
+        headers={**practice.admin.headers, "Content-Type": "application/json"})
+    body = _shape(response, 422, "validation_failed")
+    assert field in body["message"], body["message"]
+    assert practice.client.get("/api/v1/clients", headers=practice.admin.headers).json == []
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/admin/audit-events?action=%00",
+    "/api/v1/clients?page=99999999999999999999",
+    "/api/v1/clients?page=" + "9" * 200,
+])
+def test_unusable_query_values_are_422_naming_the_parameter(make_practice, path):
+    practice = make_practice()
+    body = _shape(practice.client.get(path, headers=practice.admin.headers), 422,
+                  "validation_failed")
+    assert body["message"].startswith("Invalid input: query.")
+
+
+@pytest.mark.parametrize("payload", [
+    "[" * 5000 + "]" * 5000,
+    '{"first_name": "A", "last_name": ' + "1" * 5000 + "}",
+])
+def test_json_the_parser_cannot_hold_is_400(make_practice, payload):
+    practice = make_practice()
+    response = practice.client.post(
+        "/api/v1/clients", data=payload,
+        headers={**practice.admin.headers, "Content-Type": "application/json"})
+    _shape(response, 400, "bad_request")
+
+
+def test_a_birth_date_in_the_future_is_refused(make_practice):
+    practice = make_practice()
+    response = practice.client.post(
+        "/api/v1/clients", json={"first_name": "A", "last_name": "B",
+                                 "date_of_birth": "3000-01-01"},
+        headers=practice.admin.headers)
+    assert "json.date_of_birth" in _shape(response, 422, "validation_failed")["message"]
+
+
+def test_a_body_over_the_limit_names_the_limit(app, make_practice):
+    practice = make_practice()
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    response = practice.client.post(
+        "/api/v1/clients", data=b"{" + b" " * limit + b"}",
+        headers={**practice.admin.headers, "Content-Type": "application/json"})
+    assert str(limit) in _shape(response, 413, "payload_too_large")["message"]

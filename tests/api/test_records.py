@@ -220,3 +220,34 @@ def test_therapist_cannot_leave_a_client_unassigned(practice):
     unassign = c.patch(path, json={"assigned_therapist_id": None},
                        headers={**therapist.headers, "If-Match": etag})
     _assert_error(unassign, 403, "role_forbidden")
+
+
+def test_signing_at_the_same_moment_signs_once(make_practice):
+    """Concurrent signatures: one wins; the others get a documented 409 or 412."""
+    import threading
+
+    practice = make_practice()
+    client = practice.create_client()
+    h = practice.admin.headers
+    session = practice.client.post(f"/api/v1/clients/{client['id']}/sessions", headers=h, json={
+        "started_at": "2026-11-20T09:00:00+01:00", "duration_minutes": 50,
+        "modality": "video"}).json
+    note = practice.client.post(f"/api/v1/sessions/{session['id']}/notes", headers=h,
+                                json={"format": "free", "content": {"text": "Met."}}).json
+    barrier = threading.Barrier(6)
+    statuses: list[int] = []
+
+    def sign() -> None:
+        barrier.wait()
+        statuses.append(practice.client.post(f"/api/v1/notes/{note['id']}/sign",
+                                             headers=h).status_code)
+
+    threads = [threading.Thread(target=sign) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses.count(200) == 1, statuses
+    assert set(statuses) <= {200, 409, 412}, statuses
+    signed = practice.client.get(f"/api/v1/notes/{note['id']}", headers=h).json
+    assert signed["status"] == "signed" and signed["version"] == 2

@@ -160,3 +160,64 @@ def test_every_registered_code_is_used_somewhere(spec):
                   .get("examples", {})}
     not_on_operations = {"method_not_allowed", "internal_error", "database_unavailable"}
     assert set(ERROR_CODES) - documented == not_on_operations
+
+
+def _validator(spec: dict[str, Any], schema: dict[str, Any]) -> Any:
+    from openapi_schema_validator import OAS31Validator
+
+    # The whole document as the root, so that "#/components/..." references resolve.
+    return OAS31Validator({**schema, "components": spec["components"]},
+                          format_checker=OAS31Validator.FORMAT_CHECKER)
+
+
+def test_every_example_matches_its_schema(spec):
+    """An example that its own schema refuses would mislead a code generator."""
+    wrong = []
+    for method, path, op in operations(spec):
+        bodies = [("request", op.get("requestBody", {}).get("content", {}))]
+        bodies += [(status, r.get("content", {})) for status, r in op["responses"].items()
+                   if "$ref" not in r]
+        for where, content in bodies:
+            media = content.get("application/json")
+            if media is None:
+                continue
+            examples = [media["example"]] if "example" in media else [
+                e["value"] for e in media.get("examples", {}).values()]
+            for example in examples:
+                for error in _validator(spec, media["schema"]).iter_errors(example):
+                    wrong.append(f"{method} {path} {where}: {error.message}")
+    assert wrong == []
+
+
+def test_served_records_match_their_schemas(spec, make_practice):
+    """What the server really sends, nulls included, is what the document declares."""
+    practice = make_practice()
+    therapist = practice.add_member()
+    client = practice.create_client(by=therapist)
+    h = therapist.headers
+    session = practice.client.post(f"/api/v1/clients/{client['id']}/sessions", headers=h, json={
+        "started_at": "2026-11-20T09:00:00+01:00", "duration_minutes": 50,
+        "modality": "video", "transcript": "T: Hello. C: Hello."}).json
+    note = practice.client.post(f"/api/v1/sessions/{session['id']}/notes", headers=h,
+                                json={"format": "free", "content": {"text": "Met."}}).json
+    conversation = practice.client.post(f"/api/v1/clients/{client['id']}/conversations",
+                                        headers=h, json={}).json
+    practice.client.post(f"/api/v1/conversations/{conversation['id']}/messages", headers=h,
+                         json={"content": "What next?"})
+    served = {
+        "Client": practice.client.get(f"/api/v1/clients/{client['id']}", headers=h).json,
+        "TherapySession": session,
+        "Note": note,
+        "Conversation": conversation,
+    }
+    messages = practice.client.get(f"/api/v1/conversations/{conversation['id']}/messages",
+                                   headers=h).json
+    assert [m["author_id"] is None for m in messages] == [False, True]
+    wrong = []
+    for name, body in served.items():
+        ref = {"$ref": f"#/components/schemas/{name}"}
+        wrong += [f"{name}: {e.message}" for e in _validator(spec, ref).iter_errors(body)]
+    for message in messages:
+        ref = {"$ref": "#/components/schemas/Message"}
+        wrong += [f"Message: {e.message}" for e in _validator(spec, ref).iter_errors(message)]
+    assert wrong == []

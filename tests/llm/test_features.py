@@ -126,17 +126,24 @@ def test_conversation_create_refuses_unknown_fields(case):
     assert (response.status_code, response.json["error"]) == (422, "validation_failed")
 
 
-def test_streamed_reply_that_cannot_be_saved_ends_with_error(app, case):
+def test_streamed_reply_that_cannot_be_saved_ends_with_error(app, case, admin_conn):
     practice, client, _session = case
     c, h = practice.client, practice.admin.headers
     conversation = c.post(f"/api/v1/clients/{client['id']}/conversations", headers=h).json
     path = f"/api/v1/conversations/{conversation['id']}/messages"
-    response = c.post(path, json={"content": "Quenstedt cried.\u0000"},
-                      headers={**h, "Accept": "text/event-stream"})
+    response = c.post(path, json={"content": "Quenstedt cried."},
+                      headers={**h, "Accept": "text/event-stream"}, buffered=False)
+    # The stream has not run yet: take the conversation away under it, so that saving
+    # the finished reply fails (its messages would reference a missing conversation).
+    admin_conn.execute(f'DELETE FROM "t_{practice.id.hex}".conversations WHERE id = %s',
+                       (conversation["id"],))
     events = parse_sse(response.get_data(as_text=True))
     assert events[-1][0] == "error"
     assert events[-1][1]["error"] == "save_failed"
-    assert c.get(path, headers=h).json == []
+    kept = admin_conn.execute(
+        f'SELECT count(*) FROM "t_{practice.id.hex}".conversation_messages '
+        "WHERE conversation_id = %s", (conversation["id"],)).fetchone()
+    assert kept == (0,)
 
 
 def test_request_larger_than_the_minute_limit_is_413(database_url, issuer, app, case):
@@ -152,3 +159,14 @@ def test_request_larger_than_the_minute_limit_is_413(database_url, issuer, app, 
         assert (response.status_code, response.json["error"]) == (413, "request_too_large")
     finally:
         small.extensions["clinai_db"].dispose()
+
+
+def test_a_chat_message_that_cannot_be_stored_is_refused_before_the_model(case):
+    practice, client, _session = case
+    c, h = practice.client, practice.admin.headers
+    conversation = c.post(f"/api/v1/clients/{client['id']}/conversations", headers=h).json
+    response = c.post(f"/api/v1/conversations/{conversation['id']}/messages", headers=h,
+                      json={"content": "Quenstedt cried.\u0000"})
+    assert (response.status_code, response.json["error"]) == (422, "validation_failed")
+    assert "json.content" in response.json["message"]
+    assert c.get("/api/v1/admin/usage", headers=h).json["calls"] == 0  # nothing metered
