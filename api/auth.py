@@ -34,6 +34,7 @@ from jwt import PyJWK
 from api.apidoc import AUTHENTICATED_ERRORS, TENANT_MEMBER_ERRORS, document_errors
 from api.errors import abort, error_response
 from api.settings import DEV_AUDIENCE
+from models.membership import ADMIN, ROLES
 from tenancy.context import ROLE_KEY, TenantContext
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,11 @@ class Principal:
     tenant_id: uuid.UUID | None
     role: str | None
 
+    @property
+    def is_admin(self) -> bool:
+        """Admins see every client of the practice; therapists only their own."""
+        return self.role == ADMIN
+
 
 def init_app(app: Flask) -> None:
     c = app.config
@@ -359,6 +365,16 @@ def tenant_member(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return document_errors(wrapper, *TENANT_MEMBER_ERRORS)
 
     return decorator
+
+
+def any_member(view: Callable[P, R]) -> Callable[P, R]:
+    """Require a current member of the token's practice, in any role."""
+    return tenant_member(*ROLES)(view)
+
+
+def admin_only(view: Callable[P, R]) -> Callable[P, R]:
+    """Require an admin of the token's practice."""
+    return tenant_member(ADMIN)(view)
 
 
 def principal() -> Principal:

@@ -11,6 +11,7 @@ from flask.cli import AppGroup
 
 from api.db import get_db
 from api.demo import SeedError, seed
+from models.membership import ROLES
 from tenancy.database import ensure_roles
 from tenancy.errors import TenancyError
 from tenancy.migrate import TenantOutcome, upgrade_public, upgrade_tenants
@@ -126,7 +127,7 @@ def set_budget(tenant_id: uuid.UUID, monthly_tokens: int) -> None:
 
 @dev_cli.command("token")
 @click.option("--tenant", "tenant_id", callback=_uuid, help="Tenant id claim (omit to onboard).")
-@click.option("--role", type=click.Choice(["admin", "therapist"]), help="Role claim.")
+@click.option("--role", type=click.Choice(ROLES), help="Role claim.")
 @click.option("--sub", "subject", required=True, help="Token subject (the user's id).")
 def token(tenant_id: uuid.UUID | None, role: str | None, subject: str) -> None:
     """Print a development bearer token."""

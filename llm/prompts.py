@@ -6,22 +6,28 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from llm.simulator import SECTIONS
+from models.note import NOTE_FORMATS
 
 DRAFT_MAX_TOKENS = 800
 CHAT_MAX_TOKENS = 600
 CHAT_HISTORY = 20
+# The formats the model drafts: every structured one (free text has a single section).
+DRAFT_FORMATS = tuple(name for name, sections in NOTE_FORMATS.items() if len(sections) > 1)
+
+
+def _headings(note_format: str) -> list[str]:
+    return [section.capitalize() for section in NOTE_FORMATS[note_format]]
 
 
 def draft_messages(note_format: str, transcript: str, *, modality: str,
                    duration_minutes: int) -> list[dict[str, Any]]:
-    headings = ", ".join(SECTIONS[note_format])
+    headings = ", ".join(_headings(note_format))
     system = (
         "You are a clinical documentation assistant for a psychotherapy practice. Draft a "
         f"progress note in {note_format} format from the session transcript. Use only "
         "information in the transcript; do not invent diagnoses. Write one line per "
-        f"section, starting with the section name and a colon ({headings}). "
-        f"FORMAT: {note_format}"
+        "section, starting with the section name and a colon.\n"
+        f"SECTIONS: {headings}"
     )
     user = (f"Session ({modality}, {duration_minutes} minutes). Transcript:\n{transcript}")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -29,9 +35,10 @@ def draft_messages(note_format: str, transcript: str, *, modality: str,
 
 def parse_draft(note_format: str, text: str) -> dict[str, str]:
     """Split a drafted note into the format's sections (keys as the notes API uses)."""
-    by_heading = {h.lower(): h.lower() for h in SECTIONS[note_format]}
+    sections = NOTE_FORMATS[note_format]
+    by_heading = {s: s for s in sections}
     content: dict[str, list[str]] = {}
-    current = by_heading[SECTIONS[note_format][0].lower()]
+    current = sections[0]
     pattern = re.compile(r"^\s*\**\s*(" + "|".join(by_heading) + r")\s*\**\s*:\s*(.*)$", re.I)
     for line in text.splitlines():
         match = pattern.match(line)

@@ -37,11 +37,6 @@ import httpx2
 from llm.tokens import count_messages, count_text, truncate
 
 PATH = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/chat/completions$")
-SECTIONS = {
-    "SOAP": ("Subjective", "Objective", "Assessment", "Plan"),
-    "DAP": ("Data", "Assessment", "Plan"),
-    "BIRP": ("Behavior", "Intervention", "Response", "Plan"),
-}
 CHUNK_WORDS = 4
 
 
@@ -189,14 +184,16 @@ def draft_for(messages: list[dict[str, Any]]) -> str:
     """Build a plausible, deterministic reply from the prompt."""
     system = next((m["content"] for m in messages if m.get("role") == "system"), "")
     user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-    match = re.search(r"FORMAT:\s*(SOAP|DAP|BIRP)", system)
+    # A draft prompt ends with the headings to fill (llm/prompts.py); the simulator knows
+    # no note formats of its own.
+    match = re.search(r"^SECTIONS:\s*(.+)$", system, re.MULTILINE)
     sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", user) if s.strip()]
     if match is None:
         gist = " ".join(sentences[:2]) if sentences else "the question"
         return (f"Thank you. Regarding: {gist} Consider exploring this in the next session, "
                 "documenting changes in mood and functioning, and reviewing the treatment "
                 "plan together.")
-    sections = SECTIONS[match.group(1)]
+    sections = [h.strip() for h in match.group(1).split(",") if h.strip()]
     lines = []
     for i, heading in enumerate(sections):
         picked = sentences[i::len(sections)][:2] or ["No further observations."]

@@ -5,7 +5,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import SharedBase, created_ts, str_255, tenant_fk, updated_ts
 
-ROLES = ("admin", "therapist")
+ADMIN = "admin"  # everything in the practice
+THERAPIST = "therapist"  # only the clients assigned to them
+ROLES = (ADMIN, THERAPIST)
 
 
 class Membership(SharedBase):

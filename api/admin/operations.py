@@ -14,6 +14,7 @@ from api.auth import Principal
 from api.errors import abort
 from api.onboarding.views import hash_code
 from models import AuditEvent, Invitation, Membership
+from models.membership import ADMIN
 
 
 def create_invitation(db: Session, p: Principal, *, email: str, role: str,
@@ -38,18 +39,18 @@ def get_member(db: Session, p: Principal, user_id: str) -> Membership:
 
 
 def _ensure_other_admin(db: Session, member: Membership) -> None:
-    if member.role != "admin":
+    if member.role != ADMIN:
         return
     # Lock the practice's admin rows so two concurrent demotions can't both pass.
     admins = db.scalars(
-        select(Membership.user_id).where(Membership.role == "admin").with_for_update()
+        select(Membership.user_id).where(Membership.role == ADMIN).with_for_update()
     ).all()
     if len(admins) <= 1:
         abort(409, "last_admin", "A practice needs at least one admin.")
 
 
 def change_role(db: Session, member: Membership, role: str) -> Membership:
-    if member.role == "admin" and role != "admin":
+    if member.role == ADMIN and role != ADMIN:
         _ensure_other_admin(db, member)
     member.role = role
     db.flush()

@@ -19,7 +19,7 @@ from api.admin.schemas import (
     UsageQueryArgsSchema,
     UsageSchema,
 )
-from api.auth import principal, tenant_member
+from api.auth import admin_only, principal
 from api.blueprint import Blueprint
 from api.db import session
 from api.examples import (
@@ -40,7 +40,7 @@ blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin",
 
 @blp.route("/invitations")
 class Invitations(MethodView):
-    @tenant_member("admin")
+    @admin_only
     @blp.arguments(InvitationCreateSchema, example=INVITATION_CREATE)
     @blp.response(201, InvitationSchema, example=INVITATION)
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +62,7 @@ class Invitations(MethodView):
 
 @blp.route("/members")
 class Members(MethodView):
-    @tenant_member("admin")
+    @admin_only
     @blp.response(200, MemberSchema(many=True), example=MEMBERS)
     @blp.paginate()
     def get(self, pagination_parameters: Any) -> list[Any]:
@@ -80,7 +80,7 @@ class Members(MethodView):
 
 @blp.route("/members/<string:user_id>")
 class MembersById(MethodView):
-    @tenant_member("admin")
+    @admin_only
     @blp.arguments(MemberPatchSchema, example=MEMBER_PATCH)
     @blp.response(200, MemberSchema, example=MEMBER)
     @blp.errors("not_found", "last_admin")
@@ -95,7 +95,7 @@ class MembersById(MethodView):
         member = operations.get_member(db, principal(), user_id)
         return operations.change_role(db, member, data["role"])
 
-    @tenant_member("admin")
+    @admin_only
     @blp.response(204)
     @blp.errors("not_found", "last_admin")
     def delete(self, user_id: str) -> None:
@@ -110,7 +110,7 @@ class MembersById(MethodView):
 
 @blp.route("/audit-events")
 class AuditEvents(MethodView):
-    @tenant_member("admin")
+    @admin_only
     @blp.arguments(AuditQueryArgsSchema(), location="query")
     @blp.response(200, AuditEventSchema(many=True), example=AUDIT_EVENTS)
     @blp.paginate()
@@ -131,7 +131,7 @@ class AuditEvents(MethodView):
 
 @blp.route("/usage")
 class Usage(MethodView):
-    @tenant_member("admin")
+    @admin_only
     @blp.arguments(UsageQueryArgsSchema(), location="query")
     @blp.response(200, UsageSchema, example=USAGE)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def _clients_of(sees_all: bool, therapist_id: Any) -> Select[Client]:
 
 def visible_clients(p: Principal) -> Select[Client]:
     """Select the clients ``p`` may see: all for admins, assigned ones for therapists."""
-    return _clients_of(p.role == "admin", p.user_id)
+    return _clients_of(p.is_admin, p.user_id)
 
 
 def get_client(db: Session, p: Principal, client_id: uuid.UUID) -> Client:
@@ -47,13 +47,13 @@ def _client_pages(sees_all: bool, by_status: bool) -> PageQuery:
 def list_clients(db: Session, p: Principal, *, status: str | None, offset: int,
                  limit: int, audit: ReadAudit) -> tuple[list[Client], int]:
     """A page of the clients ``p`` may see (as ``visible_clients``), by last name."""
-    return fetch_page(db, _client_pages(p.role == "admin", status is not None),
+    return fetch_page(db, _client_pages(p.is_admin, status is not None),
                       params={"therapist_id": p.user_id, "status": status},
                       offset=offset, limit=limit, audit=audit)
 
 
 def _check_assignee(db: Session, p: Principal, assignee: str | None) -> None:
-    if p.role != "admin" and assignee != p.user_id:
+    if not p.is_admin and assignee != p.user_id:
         abort(403, "role_forbidden", "Therapists may only assign clients to themselves.")
     if assignee is None:
         return
@@ -64,7 +64,7 @@ def _check_assignee(db: Session, p: Principal, assignee: str | None) -> None:
 
 
 def create_client(db: Session, p: Principal, data: dict[str, Any]) -> Client:
-    if p.role != "admin" and data.get("assigned_therapist_id") is None:
+    if not p.is_admin and data.get("assigned_therapist_id") is None:
         data["assigned_therapist_id"] = p.user_id
     _check_assignee(db, p, data.get("assigned_therapist_id"))
     client = Client(**data)

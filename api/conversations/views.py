@@ -11,7 +11,7 @@ from flask import Response, make_response
 from flask.views import MethodView
 from sqlalchemy import bindparam, select
 
-from api.auth import principal, tenant_member
+from api.auth import any_member, principal
 from api.blueprint import Blueprint
 from api.clients.operations import get_client, visible_clients
 from api.common import audit, read_audit
@@ -40,7 +40,6 @@ from models import Client, Conversation, ConversationMessage
 
 blp = Blueprint("conversations", __name__, url_prefix="/api/v1",
                 description="Case chat with the model about one client.")
-ROLES = ("admin", "therapist")
 
 
 @functools.cache
@@ -91,7 +90,7 @@ def _save_turn(conversation_id: uuid.UUID, question: str, answer: str,
 
 @blp.route("/clients/<uuid:client_id>/conversations")
 class ClientConversations(MethodView):
-    @tenant_member(*ROLES)
+    @any_member
     @blp.response(200, ConversationSchema(many=True), example=[CONVERSATION])
     @blp.paginate()
     @blp.errors("not_found")
@@ -110,7 +109,7 @@ class ClientConversations(MethodView):
         pagination_parameters.item_count = total
         return items
 
-    @tenant_member(*ROLES)
+    @any_member
     @blp.arguments(ConversationCreateSchema, required=False, example=CONVERSATION_CREATE)
     @blp.response(201, ConversationSchema, example=CONVERSATION)
     @blp.errors("not_found")
@@ -132,7 +131,7 @@ class ClientConversations(MethodView):
 
 @blp.route("/conversations/<uuid:conversation_id>/messages")
 class ConversationMessages(MethodView):
-    @tenant_member(*ROLES)
+    @any_member
     @blp.response(200, MessageSchema(many=True), example=MESSAGES)
     @blp.paginate()
     @blp.errors("not_found")
@@ -150,7 +149,7 @@ class ConversationMessages(MethodView):
         audit("conversation.read", "conversation", [conversation.id])
         return items
 
-    @tenant_member(*ROLES)
+    @any_member
     @blp.arguments(MessageCreateSchema, example=MESSAGE_CREATE)
     @blp.response(201, MessageSchema, example=MESSAGE)
     @blp.event_stream("message_id")

@@ -11,7 +11,7 @@ from flask.views import MethodView
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.auth import principal, tenant_member
+from api.auth import any_member, principal
 from api.blueprint import Blueprint
 from api.common import audit, with_etag
 from api.db import session
@@ -21,7 +21,7 @@ from api.llm import gateway
 from api.notes.schemas import NoteSchema
 from api.sessions.operations import get_session
 from api.sse import start_llm_call, stream_reply, wants_event_stream
-from llm.prompts import DRAFT_MAX_TOKENS, draft_messages, parse_draft
+from llm.prompts import DRAFT_FORMATS, DRAFT_MAX_TOKENS, draft_messages, parse_draft
 from llm.pseudonymize import Identity, Pseudonymizer
 from models import Client, Note
 
@@ -31,7 +31,7 @@ blp = Blueprint("drafts", __name__, url_prefix="/api/v1",
 
 class DraftRequestSchema(ma.Schema):
     format = ma.fields.String(required=True,
-                              validate=ma.validate.OneOf(["SOAP", "DAP", "BIRP"]))
+                              validate=ma.validate.OneOf(DRAFT_FORMATS))
 
 
 # Other clients of the practice masked too (a transcript may mention one), newest first.
@@ -73,7 +73,7 @@ def _save_draft(session_id: uuid.UUID, note_format: str, text: str) -> Note:
 
 @blp.route("/sessions/<uuid:session_id>/note-drafts")
 class NoteDrafts(MethodView):
-    @tenant_member("admin", "therapist")
+    @any_member
     @blp.arguments(DraftRequestSchema, example=DRAFT_REQUEST)
     @blp.response(201, NoteSchema, example=AI_NOTE)
     @blp.etag_header

@@ -19,7 +19,7 @@ from models.note import NOTE_FORMATS
 
 def visible_notes(p: Principal) -> Select[Note]:
     query = select(Note)
-    if p.role != "admin":
+    if not p.is_admin:
         query = (
             query.join(TherapySession, TherapySession.id == Note.session_id)
             .join(Client, Client.id == TherapySession.client_id)

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Response, make_response
 from flask.views import MethodView
 
-from api.auth import principal, tenant_member
+from api.auth import any_member, principal
 from api.blueprint import Blueprint
 from api.common import audit, check_if_match, etag_of, read_audit, require_if_match, with_etag
 from api.db import session
@@ -20,7 +20,6 @@ from api.sessions.operations import get_session
 blp = Blueprint("notes", __name__, url_prefix="/api/v1",
                 description="Clinical notes (SOAP, DAP, BIRP or free). Signed notes are final.")
 
-CLINICAL_ROLES = ("admin", "therapist")
 
 
 def _respond(note: Any, status: int = 200) -> Response:
@@ -29,7 +28,7 @@ def _respond(note: Any, status: int = 200) -> Response:
 
 @blp.route("/sessions/<uuid:session_id>/notes")
 class SessionNotes(MethodView):
-    @tenant_member(*CLINICAL_ROLES)
+    @any_member
     @blp.response(200, NoteSchema(many=True), example=[NOTE])
     @blp.paginate()
     @blp.errors("not_found")
@@ -49,7 +48,7 @@ class SessionNotes(MethodView):
         pagination_parameters.item_count = total
         return items
 
-    @tenant_member(*CLINICAL_ROLES)
+    @any_member
     @blp.arguments(NoteSchema, example=NOTE_CREATE)
     @blp.response(201, NoteSchema, example=NOTE)
     @blp.etag_header
@@ -71,7 +70,7 @@ class SessionNotes(MethodView):
 
 @blp.route("/notes/<uuid:note_id>")
 class NotesById(MethodView):
-    @tenant_member(*CLINICAL_ROLES)
+    @any_member
     @blp.response(200, NoteSchema, example=NOTE)
     @blp.etag_header
     @blp.errors("not_found")
@@ -85,7 +84,7 @@ class NotesById(MethodView):
         audit("note.read", "note", [note.id])
         return _respond(note)
 
-    @tenant_member(*CLINICAL_ROLES)
+    @any_member
     @blp.arguments(NotePatchSchema, example=NOTE_PATCH)
     @blp.response(200, NoteSchema, example={
         **NOTE, "content": {**NOTE["content"], **NOTE_PATCH["content"]}, "version": 2})
@@ -110,7 +109,7 @@ class NotesById(MethodView):
 
 @blp.route("/notes/<uuid:note_id>/sign")
 class NoteSignature(MethodView):
-    @tenant_member(*CLINICAL_ROLES)
+    @any_member
     @blp.response(200, NoteSchema, example=SIGNED_NOTE)
     @blp.etag_header
     @blp.errors("not_found", "note_signed", "precondition_failed")

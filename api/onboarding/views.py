@@ -15,6 +15,7 @@ from api.db import get_db
 from api.errors import abort
 from api.examples import MEMBERSHIP, TENANT, TENANT_CREATE
 from api.onboarding.schemas import MembershipSchema, TenantCreateSchema, TenantSchema
+from models.membership import ADMIN
 from tenancy.provisioning import create_tenant
 
 blp = Blueprint("onboarding", __name__, url_prefix="/api/v1/onboarding",
@@ -44,7 +45,7 @@ class Tenants(MethodView):
             app_role=current_app.config["DATABASE_APP_ROLE"],
         )
         current_app.logger.info("tenant created", extra={"tenant_id": str(record.id)})
-        return {"id": record.id, "name": record.name, "status": record.status, "role": "admin"}
+        return {"id": record.id, "name": record.name, "status": record.status, "role": ADMIN}
 
 
 _OUTCOMES = {

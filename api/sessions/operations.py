@@ -17,7 +17,7 @@ from models import Client, TherapySession
 
 def visible_sessions(p: Principal) -> Select[TherapySession]:
     query = select(TherapySession)
-    if p.role != "admin":
+    if not p.is_admin:
         query = query.join(Client, Client.id == TherapySession.client_id).where(
             Client.assigned_therapist_id == p.user_id
         )

@@ -10,7 +10,8 @@ from llm.simulator import Fault, Simulator
 from llm.tokens import count_messages, count_text
 
 MESSAGES = [
-    {"role": "system", "content": "Draft a clinical note. FORMAT: SOAP"},
+    {"role": "system",
+     "content": "Draft a clinical note.\nSECTIONS: Subjective, Objective, Assessment, Plan"},
     {"role": "user", "content": "Reports better sleep. Walked daily. Mood brighter. Continue."},
 ]
 
@@ -62,7 +63,7 @@ def test_stream_without_include_usage_has_no_usage(client):
 
 
 def test_cached_tokens_on_repeated_long_prefix(client):
-    long_system = {"role": "system", "content": "FORMAT: SOAP " + "context " * 1200}
+    long_system = {"role": "system", "content": "context " * 1200 + "\nSECTIONS: Subjective, Plan"}
     messages = [long_system, MESSAGES[1]]
     first = client.chat.completions.create(model="m", messages=messages, max_tokens=10)
     second = client.chat.completions.create(model="m", messages=messages, max_tokens=10)
