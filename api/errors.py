@@ -19,7 +19,6 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
 from tenancy.errors import (
-    InvitationInvalid,
     TenancyError,
     TenantAccessDenied,
     TenantConflict,
@@ -119,7 +118,6 @@ def describe_errors(errors: Any, *, limit: int = 5) -> str:
 _TENANCY_STATUS: list[tuple[type[TenancyError], int]] = [
     (TenantAccessDenied, 403),
     (TenantConflict, 409),
-    (InvitationInvalid, 404),
     (UnsafeDatabaseRole, 503),
 ]
 

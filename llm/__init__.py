@@ -1,1 +1,1 @@
-"""LLM gateway: provider client, simulator, tokens, pseudonymisation (metering: not yet)."""
+"""LLM gateway: provider client, simulator, tokens, pseudonymisation, metering and budgets."""

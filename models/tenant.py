@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import CheckConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -24,11 +22,6 @@ class Tenant(SharedBase):
     status: Mapped[str_64] = mapped_column(default="active", server_default="active")
     created_at: Mapped[created_ts]
     updated_at: Mapped[updated_ts]
-
-    @staticmethod
-    def schema_for(tenant_id: uuid.UUID) -> str:
-        """Name a tenant's schema from its id, never from user input."""
-        return f"t_{tenant_id.hex}"
 
     def __repr__(self) -> str:
         return f"<Tenant {self.id} {self.status}>"

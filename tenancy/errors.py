@@ -6,9 +6,7 @@
     │   ├── TenantInactive        suspended or deleted
     │   └── NotAMember            no (or no longer a) membership
     ├── TenantConflict            the request contradicts the registry (HTTP 409)
-    ├── InvitationInvalid         unknown, used or expired invitation code (HTTP 404/410)
-    ├── UnsafeDatabaseRole        the app role could bypass isolation: refuse to serve
-    └── MigrationFailed           at least one tenant schema failed to migrate
+    └── UnsafeDatabaseRole        the app role could bypass isolation: refuse to serve
 
 Every exception carries a machine-readable ``code``; messages never contain PII.
 """
@@ -46,13 +44,5 @@ class TenantConflict(TenancyError):
     code = "conflict"
 
 
-class InvitationInvalid(TenancyError):
-    code = "invitation_invalid"
-
-
 class UnsafeDatabaseRole(TenancyError):
     code = "unsafe_database_role"
-
-
-class MigrationFailed(TenancyError):
-    code = "migration_failed"

@@ -8,6 +8,7 @@ produce the same schema.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from functools import cache
@@ -20,6 +21,11 @@ from models import TenantBase
 from tenancy.errors import TenantConflict, TenantUnknown
 from tenancy.migrate import tenant_script_directory
 from tenancy.security import schema_name, secure_tenant_schema
+
+
+def hash_invitation_code(code: str) -> str:
+    """The stored form of an invitation code: only its SHA-256 is kept."""
+    return hashlib.sha256(code.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.errors import abort
-from api.onboarding.views import hash_code
 from models import AuditEvent, Invitation, Membership
 from models.membership import ADMIN
+from tenancy.provisioning import hash_invitation_code
 
 
 def create_invitation(db: Session, p: Principal, *, email: str, role: str,
@@ -22,7 +22,7 @@ def create_invitation(db: Session, p: Principal, *, email: str, role: str,
     """Issue a single-use invitation; return it with its code (stored only as a hash)."""
     code = secrets.token_urlsafe(24)
     invitation = Invitation(
-        tenant_id=p.tenant_id, code_hash=hash_code(code), email=email, role=role,
+        tenant_id=p.tenant_id, code_hash=hash_invitation_code(code), email=email, role=role,
         created_by=p.user_id, expires_at=dt.datetime.now(dt.UTC) + ttl,
     )
     db.add(invitation)

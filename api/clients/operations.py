@@ -1,4 +1,4 @@
-"""Client records: visibility by role, creation, changes."""
+"""Client records: visibility by role, creation, changes, and masking for the model."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from api.auth import Principal
 from api.errors import abort
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
+from llm.pseudonymize import Identity, Pseudonymizer
 from models import Client, Membership
 
 
@@ -82,3 +83,28 @@ def update_client(db: Session, p: Principal, client: Client, data: dict[str, Any
     db.flush()
     db.refresh(client)
     return client
+
+
+# Other clients of the practice masked too (a transcript may mention one), newest first.
+OTHER_CLIENTS_MASKED = 500
+
+
+def identity_of(client: Client) -> Identity:
+    contact = client.contact or {}
+    return Identity(first_name=client.first_name, last_name=client.last_name,
+                    date_of_birth=client.date_of_birth, email=contact.get("email"),
+                    phone=contact.get("phone"), address=contact.get("address"))
+
+
+def pseudonymizer_for(db: Session, client: Client) -> Pseudonymizer:
+    """Mask the case's client (``[PERSON_1_...]``) and the names of the practice's other
+    known clients.
+
+    The other clients are read only to be masked, never shown: a placeholder is restored
+    only if this request's own text produced it.
+    """
+    others = db.scalars(
+        select(Client).where(Client.id != client.id)
+        .order_by(Client.created_at.desc()).limit(OTHER_CLIENTS_MASKED)
+    )
+    return Pseudonymizer.for_people([identity_of(client)], others=map(identity_of, others))

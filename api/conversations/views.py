@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select
 
 from api.auth import any_member, principal
 from api.blueprint import Blueprint
-from api.clients.operations import get_client, visible_clients
+from api.clients.operations import get_client, pseudonymizer_for, visible_clients
 from api.common import audit, read_audit
 from api.conversations.schemas import (
     ConversationCreateSchema,
@@ -22,7 +22,6 @@ from api.conversations.schemas import (
     MessageSchema,
 )
 from api.db import session
-from api.drafts.views import pseudonymizer_for
 from api.errors import abort
 from api.examples import (
     CONVERSATION,

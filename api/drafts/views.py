@@ -8,11 +8,10 @@ from typing import Any
 import marshmallow as ma
 from flask import Response, make_response
 from flask.views import MethodView
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from api.auth import any_member, principal
 from api.blueprint import Blueprint
+from api.clients.operations import pseudonymizer_for
 from api.common import audit, with_etag
 from api.db import session
 from api.errors import abort
@@ -22,7 +21,6 @@ from api.notes.schemas import NoteSchema
 from api.sessions.operations import get_session
 from api.sse import start_llm_call, stream_reply, wants_event_stream
 from llm.prompts import DRAFT_FORMATS, DRAFT_MAX_TOKENS, draft_messages, parse_draft
-from llm.pseudonymize import Identity, Pseudonymizer
 from models import Client, Note
 
 blp = Blueprint("drafts", __name__, url_prefix="/api/v1",
@@ -32,31 +30,6 @@ blp = Blueprint("drafts", __name__, url_prefix="/api/v1",
 class DraftRequestSchema(ma.Schema):
     format = ma.fields.String(required=True,
                               validate=ma.validate.OneOf(DRAFT_FORMATS))
-
-
-# Other clients of the practice masked too (a transcript may mention one), newest first.
-OTHER_CLIENTS_MASKED = 500
-
-
-def identity_of(client: Client) -> Identity:
-    contact = client.contact or {}
-    return Identity(first_name=client.first_name, last_name=client.last_name,
-                    date_of_birth=client.date_of_birth, email=contact.get("email"),
-                    phone=contact.get("phone"), address=contact.get("address"))
-
-
-def pseudonymizer_for(db: Session, client: Client) -> Pseudonymizer:
-    """Mask the case's client (``[PERSON_1_...]``) and the names of the practice's other
-    known clients.
-
-    The other clients are read only to be masked, never shown: a placeholder is restored
-    only if this request's own text produced it.
-    """
-    others = db.scalars(
-        select(Client).where(Client.id != client.id)
-        .order_by(Client.created_at.desc()).limit(OTHER_CLIENTS_MASKED)
-    )
-    return Pseudonymizer.for_people([identity_of(client)], others=map(identity_of, others))
 
 
 def _save_draft(session_id: uuid.UUID, note_format: str, text: str) -> Note:

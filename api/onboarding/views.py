@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from flask import current_app
@@ -16,14 +15,10 @@ from api.errors import abort
 from api.examples import MEMBERSHIP, TENANT, TENANT_CREATE
 from api.onboarding.schemas import MembershipSchema, TenantCreateSchema, TenantSchema
 from models.membership import ADMIN
-from tenancy.provisioning import create_tenant
+from tenancy.provisioning import create_tenant, hash_invitation_code
 
 blp = Blueprint("onboarding", __name__, url_prefix="/api/v1/onboarding",
                 description="Sign a practice up, or join one with an invitation code.")
-
-
-def hash_code(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
 
 
 @blp.route("/tenants")
@@ -75,7 +70,7 @@ class InvitationAcceptance(MethodView):
         with get_db().engine.begin() as conn:
             row = conn.execute(
                 text("SELECT * FROM public.accept_invitation(:h, :u)"),
-                {"h": hash_code(code), "u": user_id},
+                {"h": hash_invitation_code(code), "u": user_id},
             ).one()
         if row.outcome != "accepted":
             status, error, message = _OUTCOMES[row.outcome]
