@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import Protocol, TypeVar
 
-from flask import Response, g, request
+from flask import g, request
+from werkzeug.datastructures import ETags
 
 from api.auth import principal
 from api.db import AUDIT_KEY, session
@@ -13,29 +15,42 @@ from api.errors import abort
 from api.pagination import ReadAudit
 
 
-def etag_of(version: int, record_id: uuid.UUID) -> str:
-    return f'"{record_id.hex}.{version}"'
+class Versioned(Protocol):
+    """A record with an optimistic-locking version (SQLAlchemy ``version_id_col``)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def version(self) -> int: ...
 
 
-def require_if_match() -> str:
-    """Return the request's If-Match value, or stop with 428 when it is missing."""
-    value = request.headers.get("If-Match")
-    if not value:
+V = TypeVar("V", bound=Versioned)
+
+
+def _tag(record: Versioned) -> str:
+    return f"{record.id.hex}.{record.version}"
+
+
+def with_etag(record: V) -> tuple[V, dict[str, str]]:
+    """The view's return value: the record, serialised by ``@blp.response``, and its ETag."""
+    return record, {"ETag": f'"{_tag(record)}"'}
+
+
+def require_if_match() -> ETags:
+    """Return the request's parsed If-Match, or stop with 428 when it is missing."""
+    tags = request.if_match
+    if not tags:
         abort(428, "precondition_required",
               "Send the record's ETag in If-Match to change it.")
-    return value
+    return tags
 
 
-def check_if_match(expected: str, given: str) -> None:
-    tags = {t.strip() for t in given.split(",")}
-    if expected not in tags and "*" not in tags:
+def check_if_match(record: Versioned, tags: ETags) -> None:
+    """Stop with 412 unless ``tags`` name ``record``'s version (strong comparison) or *."""
+    if not (tags.star_tag or tags.contains(_tag(record))):
         abort(412, "precondition_failed",
               "The record was changed since you read it; reload it and retry.")
-
-
-def with_etag(response: Response, version: int, record_id: uuid.UUID) -> Response:
-    response.headers["ETag"] = etag_of(version, record_id)
-    return response
 
 
 def audit(action: str, resource_type: str, ids: Iterable[uuid.UUID]) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Response, make_response
 from flask.views import MethodView
 
 from api.auth import any_member, principal
 from api.blueprint import Blueprint
 from api.clients import operations
 from api.clients.schemas import ClientPatchSchema, ClientQueryArgsSchema, ClientSchema
-from api.common import audit, check_if_match, etag_of, read_audit, require_if_match, with_etag
+from api.common import audit, check_if_match, read_audit, require_if_match, with_etag
 from api.db import session
 from api.examples import CLIENT, CLIENT_CREATE, CLIENT_PATCH
 
@@ -46,7 +45,7 @@ class Clients(MethodView):
     @blp.arguments(ClientSchema, example=CLIENT_CREATE)
     @blp.response(201, ClientSchema, example=CLIENT)
     @blp.etag_header
-    def post(self, data: dict[str, Any]) -> Response:
+    def post(self, data: dict[str, Any]) -> Any:
         """Create a client.
 
         `assigned_therapist_id` must be the user id of a member of the practice (422
@@ -56,8 +55,7 @@ class Clients(MethodView):
         """
         client = operations.create_client(session(), principal(), data)
         audit("client.create", "client", [client.id])
-        response = make_response(ClientSchema().dump(client), 201)
-        return with_etag(response, client.version, client.id)
+        return with_etag(client)
 
 
 @blp.route("/<uuid:client_id>")
@@ -66,7 +64,7 @@ class ClientsById(MethodView):
     @blp.response(200, ClientSchema, example=CLIENT)
     @blp.etag_header
     @blp.errors("not_found")
-    def get(self, client_id: uuid.UUID) -> Response:
+    def get(self, client_id: uuid.UUID) -> Any:
         """Show one client.
 
         404 when the client does not exist, belongs to another practice, or is not
@@ -74,7 +72,7 @@ class ClientsById(MethodView):
         """
         client = operations.get_client(session(), principal(), client_id)
         audit("client.read", "client", [client.id])
-        return with_etag(make_response(ClientSchema().dump(client)), client.version, client.id)
+        return with_etag(client)
 
     @any_member
     @blp.arguments(ClientPatchSchema, example=CLIENT_PATCH)
@@ -82,7 +80,7 @@ class ClientsById(MethodView):
     @blp.etag_header
     @blp.if_match
     @blp.errors("not_found")
-    def patch(self, data: dict[str, Any], client_id: uuid.UUID) -> Response:
+    def patch(self, data: dict[str, Any], client_id: uuid.UUID) -> Any:
         """Change a client (send the ETag in If-Match).
 
         Only the fields sent change. Send the `ETag` of your last read in `If-Match`: 428
@@ -92,7 +90,7 @@ class ClientsById(MethodView):
         if_match = require_if_match()
         db, p = session(), principal()
         client = operations.get_client(db, p, client_id)
-        check_if_match(etag_of(client.version, client.id), if_match)
+        check_if_match(client, if_match)
         client = operations.update_client(db, p, client, data)
         audit("client.update", "client", [client.id])
-        return with_etag(make_response(ClientSchema().dump(client)), client.version, client.id)
+        return with_etag(client)

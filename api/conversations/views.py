@@ -7,7 +7,6 @@ import functools
 import uuid
 from typing import Any
 
-from flask import Response, make_response
 from flask.views import MethodView
 from sqlalchemy import bindparam, select
 
@@ -153,7 +152,7 @@ class ConversationMessages(MethodView):
     @blp.response(201, MessageSchema, example=MESSAGE)
     @blp.event_stream("message_id")
     @blp.errors("not_found")
-    def post(self, data: dict[str, Any], conversation_id: uuid.UUID) -> Response:
+    def post(self, data: dict[str, Any], conversation_id: uuid.UUID) -> Any:
         """Ask the model; returns its reply. Both turns are saved only on success.
 
         The model gets the recent history of the conversation and the question, with the
@@ -178,7 +177,7 @@ class ConversationMessages(MethodView):
                                             pseudonymizer=pseudonymizer)
             answer = _save_turn(conversation.id, data["content"], completion.text,
                                 completion.usage)
-            return make_response(MessageSchema().dump(answer), 201)
+            return answer
         stream = gateway().stream(ctx, messages, max_tokens=CHAT_MAX_TOKENS,
                                   pseudonymizer=pseudonymizer)
 

@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, make_response
 from flask.views import MethodView
 
 from api.auth import any_member, principal
@@ -52,7 +51,7 @@ class NoteDrafts(MethodView):
     @blp.etag_header
     @blp.event_stream("note_id")
     @blp.errors("not_found", "no_transcript")
-    def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Response:
+    def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Draft a note from the session's transcript (status draft, source ai).
 
         The model sees the transcript with the client's name, contact details and the
@@ -80,8 +79,7 @@ class NoteDrafts(MethodView):
             completion = gateway().complete(ctx, messages, max_tokens=DRAFT_MAX_TOKENS,
                                             pseudonymizer=pseudonymizer)
             note = _save_draft(record.id, data["format"], completion.text)
-            response = make_response(NoteSchema().dump(note), 201)
-            return with_etag(response, note.version, note.id)
+            return with_etag(note)
         stream = gateway().stream(ctx, messages, max_tokens=DRAFT_MAX_TOKENS,
                                   pseudonymizer=pseudonymizer)
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Response, make_response
 from flask.views import MethodView
 
 from api.auth import any_member, principal
 from api.blueprint import Blueprint
-from api.common import audit, check_if_match, etag_of, read_audit, require_if_match, with_etag
+from api.common import audit, check_if_match, read_audit, require_if_match, with_etag
 from api.db import session
 from api.examples import NOTE, NOTE_CREATE, NOTE_PATCH, SIGNED_NOTE
 from api.notes import operations
@@ -20,10 +19,6 @@ from api.sessions.operations import get_session
 blp = Blueprint("notes", __name__, url_prefix="/api/v1",
                 description="Clinical notes (SOAP, DAP, BIRP or free). Signed notes are final.")
 
-
-
-def _respond(note: Any, status: int = 200) -> Response:
-    return with_etag(make_response(NoteSchema().dump(note), status), note.version, note.id)
 
 
 @blp.route("/sessions/<uuid:session_id>/notes")
@@ -53,7 +48,7 @@ class SessionNotes(MethodView):
     @blp.response(201, NoteSchema, example=NOTE)
     @blp.etag_header
     @blp.errors("not_found")
-    def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Response:
+    def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Write a note for a session (a draft).
 
         `content` holds the sections of the `format`: SOAP `subjective`, `objective`,
@@ -65,7 +60,7 @@ class SessionNotes(MethodView):
         record = get_session(db, p, session_id)
         note = operations.create_note(db, p, record, data)
         audit("note.create", "note", [note.id])
-        return _respond(note, 201)
+        return with_etag(note)
 
 
 @blp.route("/notes/<uuid:note_id>")
@@ -74,7 +69,7 @@ class NotesById(MethodView):
     @blp.response(200, NoteSchema, example=NOTE)
     @blp.etag_header
     @blp.errors("not_found")
-    def get(self, note_id: uuid.UUID) -> Response:
+    def get(self, note_id: uuid.UUID) -> Any:
         """Show one note.
 
         404 when the note does not exist or its client is not visible to the caller. The
@@ -82,7 +77,7 @@ class NotesById(MethodView):
         """
         note = operations.get_note(session(), principal(), note_id)
         audit("note.read", "note", [note.id])
-        return _respond(note)
+        return with_etag(note)
 
     @any_member
     @blp.arguments(NotePatchSchema, example=NOTE_PATCH)
@@ -91,7 +86,7 @@ class NotesById(MethodView):
     @blp.etag_header
     @blp.if_match
     @blp.errors("not_found", "note_signed")
-    def patch(self, data: dict[str, Any], note_id: uuid.UUID) -> Response:
+    def patch(self, data: dict[str, Any], note_id: uuid.UUID) -> Any:
         """Change a draft note (send the ETag in If-Match).
 
         Sections sent replace those sections; sections not sent are kept. A signed note
@@ -101,10 +96,10 @@ class NotesById(MethodView):
         if_match = require_if_match()
         db = session()
         note = operations.get_note(db, principal(), note_id)
-        check_if_match(etag_of(note.version, note.id), if_match)
+        check_if_match(note, if_match)
         note = operations.update_note(db, note, data)
         audit("note.update", "note", [note.id])
-        return _respond(note)
+        return with_etag(note)
 
 
 @blp.route("/notes/<uuid:note_id>/sign")
@@ -113,7 +108,7 @@ class NoteSignature(MethodView):
     @blp.response(200, NoteSchema, example=SIGNED_NOTE)
     @blp.etag_header
     @blp.errors("not_found", "note_signed", "precondition_failed")
-    def post(self, note_id: uuid.UUID) -> Response:
+    def post(self, note_id: uuid.UUID) -> Any:
         """Sign a draft note; it can no longer change.
 
         Records who signed and when. 409 `note_signed` when it is already signed; 412
@@ -123,4 +118,4 @@ class NoteSignature(MethodView):
         db, p = session(), principal()
         note = operations.sign_note(db, p, operations.get_note(db, p, note_id))
         audit("note.sign", "note", [note.id])
-        return _respond(note)
+        return with_etag(note)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Response, make_response
 from flask.views import MethodView
 
 from api.auth import any_member, principal
 from api.blueprint import Blueprint
 from api.clients.operations import get_client
-from api.common import audit, check_if_match, etag_of, read_audit, require_if_match, with_etag
+from api.common import audit, check_if_match, read_audit, require_if_match, with_etag
 from api.db import session
 from api.examples import SESSION, SESSION_CREATE, SESSION_PATCH
 from api.sessions import operations
@@ -49,7 +48,7 @@ class ClientSessions(MethodView):
     @blp.response(201, TherapySessionSchema, example=SESSION)
     @blp.etag_header
     @blp.errors("not_found")
-    def post(self, data: dict[str, Any], client_id: uuid.UUID) -> Response:
+    def post(self, data: dict[str, Any], client_id: uuid.UUID) -> Any:
         """Record a session for a client.
 
         `started_at` needs a time zone; `modality` is `in_person`, `video` or `phone`; the
@@ -60,8 +59,7 @@ class ClientSessions(MethodView):
         client = get_client(db, principal(), client_id)
         record = operations.create_session(db, client, data)
         audit("session.create", "therapy_session", [record.id])
-        response = make_response(TherapySessionSchema().dump(record), 201)
-        return with_etag(response, record.version, record.id)
+        return with_etag(record)
 
 
 @blp.route("/sessions/<uuid:session_id>")
@@ -70,7 +68,7 @@ class SessionsById(MethodView):
     @blp.response(200, TherapySessionSchema, example=SESSION)
     @blp.etag_header
     @blp.errors("not_found")
-    def get(self, session_id: uuid.UUID) -> Response:
+    def get(self, session_id: uuid.UUID) -> Any:
         """Show one session.
 
         404 when the session does not exist or its client is not visible to the caller.
@@ -78,8 +76,7 @@ class SessionsById(MethodView):
         """
         record = operations.get_session(session(), principal(), session_id)
         audit("session.read", "therapy_session", [record.id])
-        body = TherapySessionSchema().dump(record)
-        return with_etag(make_response(body), record.version, record.id)
+        return with_etag(record)
 
     @any_member
     @blp.arguments(TherapySessionPatchSchema, example=SESSION_PATCH)
@@ -88,7 +85,7 @@ class SessionsById(MethodView):
     @blp.etag_header
     @blp.if_match
     @blp.errors("not_found")
-    def patch(self, data: dict[str, Any], session_id: uuid.UUID) -> Response:
+    def patch(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Change a session (send the ETag in If-Match).
 
         Only the fields sent change. 428 without `If-Match`, 412 when the session changed
@@ -97,8 +94,7 @@ class SessionsById(MethodView):
         if_match = require_if_match()
         db = session()
         record = operations.get_session(db, principal(), session_id)
-        check_if_match(etag_of(record.version, record.id), if_match)
+        check_if_match(record, if_match)
         record = operations.update_session(db, record, data)
         audit("session.update", "therapy_session", [record.id])
-        body = TherapySessionSchema().dump(record)
-        return with_etag(make_response(body), record.version, record.id)
+        return with_etag(record)
