@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import time
 import uuid
 from typing import Any
@@ -41,11 +42,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# One JSON handler per process, however many apps it creates (tests create many): added to
+# the root logger once, beside whatever else is there, never replacing it.
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+_handler = _StderrHandler()
+_handler.setFormatter(JsonFormatter())
+
+
 def init_app(app: Flask) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
-    root.handlers = [handler]
+    if _handler not in root.handlers:
+        root.addHandler(_handler)
     root.setLevel(app.config["LOG_LEVEL"])
     app.logger.handlers = []
     access = logging.getLogger("clinai.access")

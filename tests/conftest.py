@@ -19,9 +19,13 @@ import psycopg
 import pytest
 from flask import Flask, request_finished
 from flask.testing import FlaskClient
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+from werkzeug.http import HTTP_STATUS_CODES
 
 from api import create_app
+from tenancy.database import DatabaseConfig, create_owner_engine
 from tests.oidc import AUDIENCE, LocalIssuer
 
 RUN_ID = secrets.token_hex(4)
@@ -157,6 +161,49 @@ def make_practice(client: FlaskClient, issuer: LocalIssuer) -> Callable[..., Pra
         return Practice(id=tenant_id, admin=admin, client=client, issuer=issuer)
 
     return make
+
+
+def assert_error(response: Any, status: int, error: str) -> dict[str, Any]:
+    """The response is ``status`` in the one error shape, with machine code ``error``."""
+    body = response.get_json()
+    assert response.status_code == status, body
+    assert body is not None, response.get_data(as_text=True)
+    assert body["error"] == error, body
+    assert body["code"] == status, body
+    assert body["status"] == HTTP_STATUS_CODES[status], body
+    assert isinstance(body["message"], str) and body["message"], body
+    assert set(body) <= {"code", "status", "message", "error", "errors"}, body
+    return dict(body)
+
+
+def db_config(database_url: str) -> DatabaseConfig:
+    """The database settings of this run's test app (its own roles)."""
+    return DatabaseConfig(admin_url=database_url, app_password=APP_PASSWORD,
+                          owner_role=OWNER_ROLE, app_role=APP_ROLE)
+
+
+@pytest.fixture
+def owner_engine(app: Flask, database_url: str) -> Iterator[Engine]:
+    """An engine acting as the owner role (migrations, provisioning)."""
+    engine = create_owner_engine(db_config(database_url), poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def metric_reader() -> Any:
+    """An in-memory reader on the process's one OpenTelemetry MeterProvider.
+
+    OpenTelemetry lets a process set its global MeterProvider once; the tests set it here,
+    once per test process, instead of each test installing (and leaking) its own.
+    """
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return reader
 
 
 @pytest.fixture

@@ -21,12 +21,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from werkzeug.http import HTTP_STATUS_CODES
 
 from api import create_app
 from api.auth import KEY_REFRESH_INTERVAL
 from api.settings import ConfigError
-from tests.conftest import app_config
+from tests.conftest import app_config, assert_error
 from tests.oidc import AUDIENCE, LocalIssuer
 
 CLIENTS = "/api/v1/clients"
@@ -41,19 +40,6 @@ HOURS_2 = dt.timedelta(hours=2)
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def assert_error(response: Any, status: int, error: str) -> dict[str, Any]:
-    """The response is ``status`` in the one error shape, with machine code ``error``."""
-    body = response.get_json()
-    assert response.status_code == status, body
-    assert body is not None, response.get_data(as_text=True)
-    assert body["error"] == error, body
-    assert body["code"] == status, body
-    assert body["status"] == HTTP_STATUS_CODES[status], body
-    assert isinstance(body["message"], str) and body["message"], body
-    assert set(body) <= {"code", "status", "message", "error", "errors"}, body
-    return dict(body)
 
 
 def now() -> dt.datetime:

@@ -7,10 +7,9 @@ import uuid
 from typing import Any
 
 import pytest
-from werkzeug.http import HTTP_STATUS_CODES
 
 from api import create_app
-from tests.conftest import app_config
+from tests.conftest import app_config, assert_error
 
 CLAIMS = "/api/v1/b2c/claims"
 USERNAME, PASSWORD = "b2c", "connector-secret"
@@ -23,18 +22,6 @@ def basic(username: str, password: str) -> dict[str, str]:
 
 
 GOOD = basic(USERNAME, PASSWORD)
-
-
-def assert_error(response: Any, status: int, error: str) -> dict[str, Any]:
-    body = response.get_json()
-    assert response.status_code == status, body
-    assert body is not None, response.get_data(as_text=True)
-    assert body["error"] == error, body
-    assert body["code"] == status, body
-    assert body["status"] == HTTP_STATUS_CODES[status], body
-    assert isinstance(body["message"], str) and body["message"], body
-    assert set(body) <= {"code", "status", "message", "error", "errors"}, body
-    return dict(body)
 
 
 def b2c_body(object_id: str | None) -> dict[str, Any]:

@@ -100,13 +100,8 @@ def test_other_clients_of_the_practice_are_masked_too(app, case):
     assert "[PERSON_2_LAST]" in sent
 
 
-def test_token_counter_has_tenant_dimension(app, case):
-    from opentelemetry import metrics
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    reader = InMemoryMetricReader()
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+def test_token_counter_has_tenant_dimension(app, case, metric_reader):
+    reader = metric_reader
     practice, _client, session = case
     response = practice.client.post(f"/api/v1/sessions/{session['id']}/note-drafts",
                                     json={"format": "BIRP"}, headers=practice.admin.headers)

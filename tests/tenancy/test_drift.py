@@ -15,27 +15,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from flask import Flask
 from sqlalchemy import Engine
-from sqlalchemy.pool import NullPool
 
-from tenancy.database import DatabaseConfig, create_owner_engine
 from tenancy.migrate import upgrade_tenants
 from tenancy.provisioning import create_tenant, tenant_head
 from tenancy.security import schema_name
-from tests.conftest import APP_PASSWORD, APP_ROLE, OWNER_ROLE
-
-
-def db_config(database_url: str) -> DatabaseConfig:
-    return DatabaseConfig(admin_url=database_url, app_password=APP_PASSWORD,
-                          owner_role=OWNER_ROLE, app_role=APP_ROLE)
-
-
-@pytest.fixture
-def owner_engine(app: Flask, database_url: str) -> Iterator[Engine]:
-    engine = create_owner_engine(db_config(database_url), poolclass=NullPool)
-    yield engine
-    engine.dispose()
+from tests.conftest import APP_ROLE, db_config
 
 
 @pytest.fixture

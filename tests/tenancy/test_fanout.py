@@ -24,14 +24,13 @@ import pytest
 from flask import Flask
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from tenancy import migrate
-from tenancy.database import DatabaseConfig, create_app_engine, create_owner_engine
+from tenancy.database import create_app_engine
 from tenancy.migrate import tenant_versions, upgrade_tenants
 from tenancy.provisioning import create_tenant, tenant_head
 from tenancy.security import schema_name, verify_app_role
-from tests.conftest import APP_PASSWORD, APP_ROLE, OWNER_ROLE
+from tests.conftest import APP_PASSWORD, APP_ROLE, OWNER_ROLE, db_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANTS = 50
@@ -74,11 +73,6 @@ def downgrade():
 '''
 
 
-def db_config(database_url: str) -> DatabaseConfig:
-    return DatabaseConfig(admin_url=database_url, app_password=APP_PASSWORD,
-                          owner_role=OWNER_ROLE, app_role=APP_ROLE)
-
-
 def write_revision(directory: Path) -> str:
     """Write the extra tenant revision into ``directory``; return its revision id."""
     revision = f"t9_fanout_{uuid.uuid4().hex[:12]}"
@@ -117,13 +111,6 @@ def version_of(admin: psycopg.Connection[Any], schema: str) -> str | None:
 def index_exists(admin: psycopg.Connection[Any], schema: str, name: str) -> bool:
     return admin.execute("SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
                          (schema, name)).fetchone() is not None
-
-
-@pytest.fixture
-def owner_engine(app: Flask, database_url: str) -> Iterator[Engine]:
-    engine = create_owner_engine(db_config(database_url), poolclass=NullPool)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

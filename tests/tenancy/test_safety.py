@@ -21,19 +21,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from api import create_app
-from tenancy.database import DatabaseConfig, create_app_engine, create_owner_engine, sqlalchemy_url
+from tenancy.database import create_app_engine, create_owner_engine, sqlalchemy_url
 from tenancy.errors import UnsafeDatabaseRole
 from tenancy.provisioning import create_tenant
 from tenancy.security import schema_name, verify_app_role
-from tests.conftest import APP_PASSWORD, APP_ROLE, OWNER_ROLE, RUN_ID, app_config
+from tests.conftest import APP_PASSWORD, APP_ROLE, OWNER_ROLE, RUN_ID, app_config, db_config
 from tests.oidc import LocalIssuer
 
 TEMP_PASSWORD = "clinai-test-temp-role-password"
-
-
-def db_config(database_url: str) -> DatabaseConfig:
-    return DatabaseConfig(admin_url=database_url, app_password=APP_PASSWORD,
-                          owner_role=OWNER_ROLE, app_role=APP_ROLE)
 
 
 def role_url(database_url: str, role: str, password: str) -> str:
