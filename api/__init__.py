@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:  # the domain operations under api/ import this package without Flask
+    from flask import Flask
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Create the app: defaults, then environment, then ``test_config`` overrides."""
+    from flask import Flask
+
     from api import apidoc, auth, cli, db, errors, llm, logs, settings
     from api.admin.views import blp as admin_blp
     from api.b2c.views import blp as b2c_blp

@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -32,6 +31,7 @@ from flask_jwt_extended import JWTManager, get_jwt, get_jwt_header, verify_jwt_i
 from jwt import PyJWK
 
 from api.apidoc import AUTHENTICATED_ERRORS, TENANT_MEMBER_ERRORS, document_errors
+from api.domain import Principal
 from api.errors import abort, error_response
 from api.settings import DEV_AUDIENCE
 from models.membership import ADMIN, ROLES
@@ -215,20 +215,6 @@ class ClaimsCache:
                 while len(self._entries) >= self.max_entries:
                     self._entries.pop(next(iter(self._entries)))
             self._entries[self._key(token)] = (float(expires), kid, claims)
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller; ``role`` is the membership's current role, when in a tenant."""
-
-    user_id: str
-    tenant_id: uuid.UUID | None
-    role: str | None
-
-    @property
-    def is_admin(self) -> bool:
-        """Admins see every client of the practice; therapists only their own."""
-        return self.role == ADMIN
 
 
 def init_app(app: Flask) -> None:

@@ -18,12 +18,10 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
-from tenancy.errors import (
-    TenancyError,
-    TenantAccessDenied,
-    TenantConflict,
-    UnsafeDatabaseRole,
-)
+from api.domain import DomainError
+from api.error_codes import ERROR_CODES
+from llm.errors import LLMError
+from tenancy.errors import TenancyError
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +63,12 @@ def error_body(status: int, error: str, message: str) -> dict[str, Any]:
     }
 
 
-def error_response(status: int, error: str, message: str) -> Response:
-    response = jsonify(error_body(status, error, message))
+def error_response(status: int, error: str, message: str,
+                   errors: dict[str, Any] | None = None) -> Response:
+    body = error_body(status, error, message)
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
     response.status_code = status
     return response
 
@@ -115,23 +117,25 @@ def describe_errors(errors: Any, *, limit: int = 5) -> str:
     return message if len(message) <= 500 else message[:497] + "..."
 
 
-_TENANCY_STATUS: list[tuple[type[TenancyError], int]] = [
-    (TenantAccessDenied, 403),
-    (TenantConflict, 409),
-    (UnsafeDatabaseRole, 503),
-]
+def coded_error_response(exc: DomainError | TenancyError | LLMError) -> Response:
+    """The error shape of an exception with a machine ``code``: the status comes from the
+    code's entry in ``api.error_codes`` (one table for every layer)."""
+    known = ERROR_CODES.get(exc.code)
+    if known is None:
+        log.error("unregistered error code %s (%s)", exc.code, type(exc).__name__)
+        return error_response(500, "internal_error", "The server could not complete the request.")
+    response = error_response(known.status, exc.code, exc.message,
+                              getattr(exc, "errors", None))
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def init_app(app: Flask) -> None:
-    """Map domain exceptions to the error shape."""
-
-    @app.errorhandler(TenancyError)
-    def _tenancy(exc: TenancyError) -> Response:
-        for cls, status in _TENANCY_STATUS:
-            if isinstance(exc, cls):
-                return error_response(status, exc.code, exc.message)
-        log.error("unmapped tenancy error %s", exc.code)
-        return error_response(500, "internal_error", "The server could not complete the request.")
+    """Map the domain, tenancy and LLM exceptions (and two database ones) to the error shape."""
+    for family in (DomainError, TenancyError, LLMError):
+        app.register_error_handler(family, coded_error_response)
 
     @app.errorhandler(DataError)
     def _data(exc: DataError) -> Response:

@@ -1,18 +1,10 @@
-"""Wire the LLM gateway into the app, and map its errors to HTTP."""
+"""Wire the LLM gateway into the app (its errors are mapped in ``api.errors``)."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app
+from flask import Flask, current_app
 
-from api.errors import error_response
 from llm.client import ProviderConfig, create_client
-from llm.errors import (
-    AdmissionRefused,
-    ContentFiltered,
-    LLMError,
-    LLMUnavailable,
-    RequestTooLarge,
-)
 from llm.gateway import Gateway, RetryPolicy
 from llm.ledger import Ledger, Limits
 from llm.simulator import Simulator
@@ -50,17 +42,6 @@ def init_app(app: Flask) -> None:
         retry=RetryPolicy(max_attempts=c["LLM_MAX_ATTEMPTS"],
                           total_timeout=float(c["LLM_TIMEOUT_SECONDS"])),
     )
-
-    @app.errorhandler(LLMError)
-    def _llm_error(exc: LLMError) -> Response:
-        status = (429 if isinstance(exc, AdmissionRefused) else 503
-                  if isinstance(exc, LLMUnavailable) else 422
-                  if isinstance(exc, ContentFiltered) else 413
-                  if isinstance(exc, RequestTooLarge) else 502)
-        response = error_response(status, exc.code, exc.message)
-        if exc.retry_after is not None:
-            response.headers["Retry-After"] = str(exc.retry_after)
-        return response
 
 
 def gateway() -> Gateway:

@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import Select, any_, select, text
 from sqlalchemy.orm import Session
 
-from api.auth import Principal
-from api.errors import abort
+from api.domain import DomainError, Principal
 from models import AuditEvent, Invitation, Membership
 from models.membership import ADMIN
 from tenancy.provisioning import hash_invitation_code
@@ -34,7 +33,7 @@ def create_invitation(db: Session, p: Principal, *, email: str, role: str,
 def get_member(db: Session, p: Principal, user_id: str) -> Membership:
     member = db.get(Membership, (p.tenant_id, user_id))
     if member is None:
-        abort(404, "not_found", "No such member.")
+        raise DomainError("not_found", "No such member.")
     return member
 
 
@@ -46,7 +45,7 @@ def _ensure_other_admin(db: Session, member: Membership) -> None:
         select(Membership.user_id).where(Membership.role == ADMIN).with_for_update()
     ).all()
     if len(admins) <= 1:
-        abort(409, "last_admin", "A practice needs at least one admin.")
+        raise DomainError("last_admin", "A practice needs at least one admin.")
 
 
 def change_role(db: Session, member: Membership, role: str) -> Membership:

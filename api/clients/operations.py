@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from api.auth import Principal
-from api.errors import abort
+from api.domain import DomainError, Principal
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from llm.pseudonymize import Identity, Pseudonymizer
 from models import Client, Membership
@@ -33,7 +32,7 @@ def get_client(db: Session, p: Principal, client_id: uuid.UUID) -> Client:
     """Return a client the caller may see, or stop with 404 (never 403: no existence leak)."""
     client = db.scalars(visible_clients(p).where(Client.id == client_id)).one_or_none()
     if client is None:
-        abort(404, "not_found", "No such client.")
+        raise DomainError("not_found", "No such client.")
     return client
 
 
@@ -55,13 +54,15 @@ def list_clients(db: Session, p: Principal, *, status: str | None, offset: int,
 
 def _check_assignee(db: Session, p: Principal, assignee: str | None) -> None:
     if not p.is_admin and assignee != p.user_id:
-        abort(403, "role_forbidden", "Therapists may only assign clients to themselves.")
+        raise DomainError("role_forbidden",
+                          "Therapists may only assign clients to themselves.")
     if assignee is None:
         return
     member = db.get(Membership, (p.tenant_id, assignee))
     if member is None:
-        abort(422, "validation_failed", "assigned_therapist_id is not a member of the practice.",
-              errors={"json": {"assigned_therapist_id": ["Not a member of the practice."]}})
+        raise DomainError(
+            "validation_failed", "assigned_therapist_id is not a member of the practice.",
+            errors={"json": {"assigned_therapist_id": ["Not a member of the practice."]}})
 
 
 def create_client(db: Session, p: Principal, data: dict[str, Any]) -> Client:

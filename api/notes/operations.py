@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from api.auth import Principal
-from api.errors import abort
+from api.domain import DomainError, Principal
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from models import Client, Note, TherapySession
 from models.note import NOTE_FORMATS
@@ -31,7 +30,7 @@ def visible_notes(p: Principal) -> Select[Note]:
 def get_note(db: Session, p: Principal, note_id: uuid.UUID) -> Note:
     note = db.scalars(visible_notes(p).where(Note.id == note_id)).one_or_none()
     if note is None:
-        abort(404, "not_found", "No such note.")
+        raise DomainError("not_found", "No such note.")
     return note
 
 
@@ -40,9 +39,9 @@ def check_sections(note_format: str, content: dict[str, str]) -> None:
     allowed = NOTE_FORMATS[note_format]
     unknown = sorted(set(content) - set(allowed))
     if unknown:
-        abort(422, "validation_failed", f"{note_format} notes have the sections "
-              f"{', '.join(allowed)}.",
-              errors={"json": {"content": {k: ["Unknown section."] for k in unknown}}})
+        raise DomainError(
+            "validation_failed", f"{note_format} notes have the sections {', '.join(allowed)}.",
+            errors={"json": {"content": {k: ["Unknown section."] for k in unknown}}})
 
 
 @functools.cache
@@ -68,7 +67,7 @@ def create_note(db: Session, p: Principal, record: TherapySession, data: dict[st
 
 def _ensure_draft(note: Note) -> None:
     if note.status == "signed":
-        abort(409, "note_signed", "A signed note cannot be changed.")
+        raise DomainError("note_signed", "A signed note cannot be changed.")
 
 
 def update_note(db: Session, note: Note, data: dict[str, Any]) -> Note:

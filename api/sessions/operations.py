@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from api.auth import Principal
-from api.errors import abort
+from api.domain import DomainError, Principal
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from models import Client, TherapySession
 
@@ -27,7 +26,7 @@ def visible_sessions(p: Principal) -> Select[TherapySession]:
 def get_session(db: Session, p: Principal, session_id: uuid.UUID) -> TherapySession:
     found = db.scalars(visible_sessions(p).where(TherapySession.id == session_id)).one_or_none()
     if found is None:
-        abort(404, "not_found", "No such session.")
+        raise DomainError("not_found", "No such session.")
     return found
 
 
