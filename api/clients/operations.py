@@ -23,6 +23,12 @@ def _clients_of(sees_all: bool, therapist_id: Any) -> Select[Client]:
     return query
 
 
+def visible_client_ids(p: Principal) -> Select[tuple[uuid.UUID]]:
+    """The ids of the clients ``p`` may see: the one visibility rule that sessions, notes,
+    conversations and the AI routes reuse."""
+    return visible_clients(p).with_only_columns(Client.id)
+
+
 def visible_clients(p: Principal) -> Select[Client]:
     """Select the clients ``p`` may see: all for admins, assigned ones for therapists."""
     return _clients_of(p.is_admin, p.user_id)

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, select
 
 from api.auth import any_member, principal
 from api.blueprint import Blueprint
-from api.clients.operations import get_client, pseudonymizer_for, visible_clients
+from api.clients.operations import get_client, pseudonymizer_for, visible_client_ids
 from api.common import audit, read_audit
 from api.conversations.schemas import (
     ConversationCreateSchema,
@@ -60,7 +60,7 @@ def _conversation(conversation_id: uuid.UUID) -> tuple[Conversation, Client]:
     row = session().execute(
         select(Conversation, Client).join(Client, Client.id == Conversation.client_id)
         .where(Conversation.id == conversation_id)
-        .where(Client.id.in_(visible_clients(p).with_only_columns(Client.id)))
+        .where(Client.id.in_(visible_client_ids(p)))
     ).one_or_none()
     if row is None:
         abort(404, "not_found", "No such conversation.")

@@ -12,19 +12,15 @@ from sqlalchemy.orm import Session
 
 from api.domain import DomainError, Principal
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
-from models import Client, Note, TherapySession
+from api.sessions.operations import visible_sessions
+from models import Note, TherapySession
 from models.note import NOTE_FORMATS
 
 
 def visible_notes(p: Principal) -> Select[Note]:
-    query = select(Note)
-    if not p.is_admin:
-        query = (
-            query.join(TherapySession, TherapySession.id == Note.session_id)
-            .join(Client, Client.id == TherapySession.client_id)
-            .where(Client.assigned_therapist_id == p.user_id)
-        )
-    return query
+    """Notes of the sessions ``p`` may see (of the clients ``p`` may see)."""
+    return select(Note).where(
+        Note.session_id.in_(visible_sessions(p).with_only_columns(TherapySession.id)))
 
 
 def get_note(db: Session, p: Principal, note_id: uuid.UUID) -> Note:

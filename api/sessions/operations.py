@@ -9,18 +9,15 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
+from api.clients.operations import visible_client_ids
 from api.domain import DomainError, Principal
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from models import Client, TherapySession
 
 
 def visible_sessions(p: Principal) -> Select[TherapySession]:
-    query = select(TherapySession)
-    if not p.is_admin:
-        query = query.join(Client, Client.id == TherapySession.client_id).where(
-            Client.assigned_therapist_id == p.user_id
-        )
-    return query
+    """Sessions of the clients ``p`` may see."""
+    return select(TherapySession).where(TherapySession.client_id.in_(visible_client_ids(p)))
 
 
 def get_session(db: Session, p: Principal, session_id: uuid.UUID) -> TherapySession:
