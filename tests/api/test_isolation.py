@@ -24,6 +24,7 @@ class World:
     client: dict[str, Any]
     session: dict[str, Any]
     note: dict[str, Any]
+    conversation: dict[str, Any]
     etags: dict[str, str]
 
 
@@ -40,6 +41,8 @@ def world(make_practice, app):
                            "modality": "in_person", "transcript": "Confidential words."}).json
     note = c.post(f"/api/v1/sessions/{session['id']}/notes", headers=practice.admin.headers,
                   json={"format": "free", "content": {"text": "Secret note."}}).json
+    conversation = c.post(f"/api/v1/clients/{client['id']}/conversations",
+                          headers=practice.admin.headers, json={}).json
     other.create_client(first_name="Other", last_name="Person")
     etags = {
         kind: c.get(path, headers=practice.admin.headers).headers["ETag"]
@@ -49,12 +52,13 @@ def world(make_practice, app):
     }
     gone = c.delete(f"/api/v1/admin/members/{revoked.sub}", headers=practice.admin.headers)
     assert gone.status_code == 204
-    return World(practice, other, assigned, unassigned, revoked, client, session, note, etags)
+    return World(practice, other, assigned, unassigned, revoked, client, session, note,
+                 conversation, etags)
 
 
 def _routes(w: World) -> list[tuple[str, str, dict[str, Any] | None, str | None]]:
     """(method, path, json body, etag kind) of every route that names one of A's records."""
-    cid, sid, nid = w.client["id"], w.session["id"], w.note["id"]
+    cid, sid, nid, vid = w.client["id"], w.session["id"], w.note["id"], w.conversation["id"]
     session_body = {"started_at": "2026-11-21T09:00:00+01:00", "duration_minutes": 30,
                     "modality": "video"}
     return [
@@ -70,6 +74,12 @@ def _routes(w: World) -> list[tuple[str, str, dict[str, Any] | None, str | None]
         ("GET", f"/api/v1/notes/{nid}", None, None),
         ("PATCH", f"/api/v1/notes/{nid}", {"content": {"text": "changed"}}, "note"),
         ("POST", f"/api/v1/notes/{nid}/sign", None, None),
+        # The AI routes: refused before anything reaches the model or the meter.
+        ("POST", f"/api/v1/sessions/{sid}/note-drafts", {"format": "SOAP"}, None),
+        ("GET", f"/api/v1/clients/{cid}/conversations", None, None),
+        ("POST", f"/api/v1/clients/{cid}/conversations", {}, None),
+        ("GET", f"/api/v1/conversations/{vid}/messages", None, None),
+        ("POST", f"/api/v1/conversations/{vid}/messages", {"content": "Who is this?"}, None),
     ]
 
 
@@ -103,6 +113,10 @@ def _assert_untouched(w: World) -> None:
     notes = c.get(f"/api/v1/sessions/{w.session['id']}/notes", headers=h).json
     assert [(n["id"], n["status"], n["content"]) for n in notes] == [
         (w.note["id"], "draft", {"text": "Secret note."})]
+    conversations = c.get(f"/api/v1/clients/{w.client['id']}/conversations", headers=h).json
+    assert [v["id"] for v in conversations] == [w.conversation["id"]]
+    assert c.get(f"/api/v1/conversations/{w.conversation['id']}/messages", headers=h).json == []
+    assert c.get("/api/v1/admin/usage", headers=h).json["calls"] == 0  # nothing metered
 
 
 @pytest.mark.parametrize("who", list(OUTSIDERS))
@@ -166,6 +180,8 @@ def test_admin_routes_are_tenant_bound(world):
     assert patched.status_code == 404
     deleted = c.delete(f"/api/v1/admin/members/{world.assigned.sub}", headers=outsider.headers)
     assert deleted.status_code == 404
+    usage = c.get("/api/v1/admin/usage", headers=outsider.headers).json
+    assert usage["calls"] == 0 and usage["by_feature"] == {}  # B's own, empty
     events = c.get("/api/v1/admin/audit-events", headers=outsider.headers).json
     seen = {rid for e in events for rid in e["resource_ids"]}
     assert world.client["id"] not in seen
@@ -178,6 +194,7 @@ def test_therapist_cannot_use_admin_routes(world):
     c = world.practice.client
     for method, path, body in (("GET", "/api/v1/admin/members", None),
                                ("GET", "/api/v1/admin/audit-events", None),
+                               ("GET", "/api/v1/admin/usage", None),
                                ("POST", "/api/v1/admin/invitations",
                                 {"email": "x@example.org", "role": "admin"}),
                                ("DELETE", f"/api/v1/admin/members/{world.unassigned.sub}", None)):
