@@ -16,6 +16,7 @@ from api.db import session
 from api.errors import abort
 from api.examples import AI_NOTE, DRAFT_REQUEST
 from api.llm import gateway
+from api.notes.operations import create_note
 from api.notes.schemas import NoteSchema
 from api.sessions.operations import get_session
 from api.sse import start_llm_call, stream_reply, wants_event_stream
@@ -32,13 +33,9 @@ class DraftRequestSchema(ma.Schema):
 
 
 def _save_draft(session_id: uuid.UUID, note_format: str, text: str) -> Note:
-    p = principal()
-    db = session()
-    note = Note(session_id=session_id, format=note_format, content=parse_draft(note_format, text),
-                status="draft", source="ai", author_id=p.user_id)
-    db.add(note)
-    db.flush()
-    db.refresh(note)
+    note = create_note(session(), principal(), session_id,
+                       {"format": note_format, "content": parse_draft(note_format, text)},
+                       source="ai")
     audit("note.create", "note", [note.id])
     return note
 

@@ -52,9 +52,12 @@ def list_notes(db: Session, record: TherapySession, *, offset: int, limit: int,
                       limit=limit, audit=audit)
 
 
-def create_note(db: Session, p: Principal, record: TherapySession, data: dict[str, Any]) -> Note:
+def create_note(db: Session, p: Principal, session_id: uuid.UUID, data: dict[str, Any], *,
+                source: str = "manual") -> Note:
+    """Write a draft note of a visible session (manual, or drafted by the model)."""
     check_sections(data["format"], data["content"])
-    note = Note(session_id=record.id, author_id=p.user_id, source="manual", **data)
+    note = Note(session_id=session_id, author_id=p.user_id, source=source, status="draft",
+                **data)
     db.add(note)
     db.flush()
     db.refresh(note)

@@ -58,7 +58,7 @@ class SessionNotes(MethodView):
         """
         db, p = session(), principal()
         record = get_session(db, p, session_id)
-        note = operations.create_note(db, p, record, data)
+        note = operations.create_note(db, p, record.id, data)
         audit("note.create", "note", [note.id])
         return with_etag(note)
 
