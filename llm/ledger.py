@@ -75,17 +75,27 @@ class UsageRecord:
     request_id: str | None
 
 
+# A reservation not settled after this long belongs to a crashed process (module docstring).
+RESERVATION_EXPIRY = dt.timedelta(minutes=15)
+
+
+def _live_reserved(row: str = "") -> str:
+    """SQL for the row's reservations, minus those older than ``RESERVATION_EXPIRY``."""
+    seconds = int(RESERVATION_EXPIRY.total_seconds())
+    return (f"(CASE WHEN {row}updated_at < now() - interval '{seconds} seconds' THEN 0 "
+            f"ELSE {row}reserved END)")
+
+
 _ENSURE = """
 INSERT INTO public.llm_budgets (tenant_id, period)
 VALUES (%(t)s, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'))
 ON CONFLICT (tenant_id) DO NOTHING
 """
-_RESERVE = """
+_RESERVE = f"""
 UPDATE public.llm_budgets AS b SET
     period = p.period,
     used = CASE WHEN b.period = p.period THEN b.used ELSE 0 END,
-    reserved = CASE WHEN b.updated_at < now() - interval '15 minutes' THEN 0
-                    ELSE b.reserved END + %(n)s,
+    reserved = {_live_reserved("b.")} + %(n)s,
     minute_start = p.minute,
     minute_requests = CASE WHEN b.minute_start = p.minute THEN b.minute_requests ELSE 0 END + 1,
     minute_tokens = CASE WHEN b.minute_start = p.minute THEN b.minute_tokens ELSE 0 END + %(n)s,
@@ -94,15 +104,15 @@ FROM (SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') AS period,
              date_trunc('minute', now()) AS minute) AS p
 WHERE b.tenant_id = %(t)s
   AND (CASE WHEN b.period = p.period THEN b.used ELSE 0 END)
-      + (CASE WHEN b.updated_at < now() - interval '15 minutes' THEN 0 ELSE b.reserved END)
+      + {_live_reserved("b.")}
       + %(n)s <= coalesce(b.monthly_tokens, %(budget)s)
   AND (CASE WHEN b.minute_start = p.minute THEN b.minute_requests ELSE 0 END) + 1 <= %(rpm)s
   AND (CASE WHEN b.minute_start = p.minute THEN b.minute_tokens ELSE 0 END) + %(n)s <= %(tpm)s
 RETURNING p.period, p.minute
 """
-_WHY = """
+_WHY = f"""
 SELECT (CASE WHEN b.period = p.period THEN b.used ELSE 0 END)
-       + (CASE WHEN b.updated_at < now() - interval '15 minutes' THEN 0 ELSE b.reserved END)
+       + {_live_reserved("b.")}
        + %(n)s > coalesce(b.monthly_tokens, %(budget)s) AS over_budget,
        extract(epoch FROM (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month')
                - now() AT TIME ZONE 'UTC')::int AS to_next_month,
@@ -203,12 +213,11 @@ class Ledger:
         """Return this month's budget counters of a tenant."""
         with self.engine.begin() as conn:
             _enter(conn, tenant_id)
-            row = conn.execute(text("""
+            row = conn.execute(text(f"""
 SELECT coalesce(monthly_tokens, :budget) AS monthly_tokens,
        CASE WHEN period = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') THEN used ELSE 0 END
            AS used,
-       CASE WHEN updated_at < now() - interval '15 minutes' THEN 0 ELSE reserved END
-           AS reserved
+       {_live_reserved()} AS reserved
 FROM public.llm_budgets WHERE tenant_id = :t
 """), {"t": tenant_id, "budget": self.limits.monthly_tokens}).one_or_none()
         monthly = row.monthly_tokens if row else self.limits.monthly_tokens

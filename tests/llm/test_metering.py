@@ -697,3 +697,24 @@ def test_stream_is_cut_off_at_its_time_limit(app, make_practice, monkeypatch):
         list(stream)
     assert stream.usage is not None and stream.usage.source == "estimated"
     assert gw.ledger.budget(practice.id)["reserved"] == 0
+
+
+@pytest.mark.parametrize(("idle_minutes", "admitted"), [(14, False), (16, True)])
+def test_an_unsettled_reservation_expires_after_15_idle_minutes(app, make_practice, admin_conn,
+                                                                 idle_minutes, admitted):
+    """A crashed process's reservation blocks the budget only until the row is 15 min idle."""
+    practice = make_practice()
+    _client, session = make_case(practice)
+    monthly = draft_reservation() + 10
+    assert set_budget(app, practice.id, monthly).exit_code == 0
+    admin_conn.execute(
+        "UPDATE public.llm_budgets SET period = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'), "
+        "used = 0, reserved = %s, updated_at = now() - make_interval(mins => %s) "
+        "WHERE tenant_id = %s", (draft_reservation(), idle_minutes, practice.id))
+    r = post_draft(practice.client, practice.admin.headers, session["id"])
+    if admitted:
+        assert r.status_code == 201, r.json
+    else:
+        assert (r.status_code, r.json["error"]) == (429, "token_budget_exhausted")
+    usage = practice.client.get("/api/v1/admin/usage", headers=practice.admin.headers).json
+    assert usage["budget"]["reserved"] == (0 if admitted else draft_reservation())
