@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, text
 
 from llm.errors import BudgetExhausted, RateLimited, RequestTooLarge
+from tenancy.context import PLATFORM_ENTER, enter_as_platform, platform_params
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,13 +142,6 @@ VALUES (%(tenant_id)s, %(user_id)s, %(feature)s, %(deployment)s, %(prompt_tokens
 """
 
 
-_ENTER = "SELECT set_config('app.tenant_id', %(tenant)s, true)"
-
-
-def _enter(conn: Connection, tenant_id: uuid.UUID) -> None:
-    conn.execute(text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tenant_id)})
-
-
 @contextmanager
 def _pipelined(engine: Engine, tenant_id: uuid.UUID, *, durable: bool = True) -> Iterator[Any]:
     """One transaction in tenant context, sent as a single pipelined round trip.
@@ -159,7 +153,7 @@ def _pipelined(engine: Engine, tenant_id: uuid.UUID, *, durable: bool = True) ->
     with engine.connect() as conn:
         driver = conn.connection.driver_connection
         with driver.pipeline(), driver.transaction():  # type: ignore[union-attr]
-            driver.execute(_ENTER, {"tenant": str(tenant_id)})  # type: ignore[union-attr]
+            driver.execute(PLATFORM_ENTER, platform_params(tenant_id))  # type: ignore[union-attr]
             if not durable:
                 driver.execute(  # type: ignore[union-attr]
                     "SELECT set_config('synchronous_commit', 'off', true)")
@@ -212,7 +206,7 @@ class Ledger:
     def budget(self, tenant_id: uuid.UUID) -> dict[str, int]:
         """Return this month's budget counters of a tenant."""
         with self.engine.begin() as conn:
-            _enter(conn, tenant_id)
+            enter_as_platform(conn, tenant_id)
             row = conn.execute(text(f"""
 SELECT coalesce(monthly_tokens, :budget) AS monthly_tokens,
        CASE WHEN period = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') THEN used ELSE 0 END

@@ -1,4 +1,10 @@
-"""Put a database transaction into one tenant's context.
+"""Put a database transaction into one tenant's context: the one way into a tenant.
+
+Two doors, both here:
+
+- ``enter_tenant`` for a user's request: checks the tenant and the caller's membership.
+- ``enter_as_platform`` for platform work that acts for no user (provisioning, migrations,
+  the LLM ledger): the same two walls, no membership.
 
 Every transaction a request opens starts with one statement that sets both walls
 (``search_path`` to the tenant schema, ``app.tenant_id`` for row-level security),
@@ -20,6 +26,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from tenancy.errors import NotAMember, TenantInactive, TenantUnknown
+from tenancy.security import schema_name
 
 CONTEXT_KEY = "tenant_context"
 ROLE_KEY = "member_role"
@@ -34,6 +41,23 @@ _ENTER = ("SELECT tenant_status, member_role "
 # The same with the transaction's BEGIN, as one simple-protocol message: one round trip
 # and no pipeline bookkeeping in the driver. Parameters are bound (escaped) client-side.
 _BEGIN_AND_ENTER = "BEGIN; " + _ENTER
+
+
+# Platform work: search_path (the tenant schema alone: owner paths create tables and
+# Alembic's version table there) and app.tenant_id, transaction-locally. psycopg's
+# parameter style, so the ledger can send it in its own pipeline.
+PLATFORM_ENTER = ("SELECT set_config('search_path', %(schema)s, true), "
+                  "set_config('app.tenant_id', %(tenant)s, true)")
+
+
+def platform_params(tenant_id: uuid.UUID) -> dict[str, str]:
+    """The parameters of ``PLATFORM_ENTER`` for ``tenant_id``."""
+    return {"schema": schema_name(tenant_id), "tenant": str(tenant_id)}
+
+
+def enter_as_platform(connection: Connection, tenant_id: uuid.UUID) -> None:
+    """Set both walls for ``tenant_id`` on the open transaction, acting for no user."""
+    connection.exec_driver_sql(PLATFORM_ENTER, platform_params(tenant_id))
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.pool import NullPool
 
 from models import TenantBase
+from tenancy.context import enter_as_platform
 from tenancy.database import DatabaseConfig, create_owner_engine
 from tenancy.security import schema_name, secure_public, secure_tenant_schema
 
@@ -192,11 +193,7 @@ def _migrate_one(item: tuple[Any, ...]) -> TenantOutcome:
     head = script.get_current_head()
     try:
         with engine.begin() as conn:
-            conn.execute(
-                text("SELECT set_config('search_path', :s, true), "
-                     "set_config('app.tenant_id', :t, true)"),
-                {"s": schema, "t": str(tenant_id)},
-            )
+            enter_as_platform(conn, tenant_id)
 
             def upgrade(rev: Any, _context: Any) -> Any:
                 return script._upgrade_revs("head", rev)

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from models import TenantBase
+from tenancy.context import enter_as_platform
 from tenancy.errors import TenantConflict, TenantUnknown
 from tenancy.migrate import tenant_script_directory
 from tenancy.security import schema_name, secure_tenant_schema
@@ -68,9 +69,7 @@ def create_tenant(
                 {"i": tenant_id, "u": admin_user_id},
             )
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-            conn.execute(
-                text("SELECT set_config('search_path', :s, true)"), {"s": schema}
-            )
+            enter_as_platform(conn, tenant_id)
             TenantBase.metadata.create_all(conn, checkfirst=False)
             conn.execute(text(
                 "CREATE TABLE alembic_version (version_num varchar(32) NOT NULL, "
