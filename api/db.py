@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import pagination
+from models.audit_event import AUDIT_INSERT, AUDIT_WRITE_COLUMNS
 from tenancy import context as tenant_context
 from tenancy.context import TenantContext
 from tenancy.database import DatabaseConfig, create_app_engine, create_owner_engine
@@ -25,12 +26,8 @@ from tenancy.security import verify_app_role
 
 EXTENSION = "clinai_db"
 AUDIT_KEY = "audit_events"
-# Resolved in the tenant schema through the transaction's search_path.
-_AUDIT_INSERT = (
-    "INSERT INTO audit_events (actor_id, actor_role, action, resource_type, resource_ids, "
-    "request_id) VALUES "
-)
-_AUDIT_ROW = "(%s, %s, %s, %s, %s::uuid[], %s)"
+_AUDIT_INSERT = AUDIT_INSERT + " VALUES "
+_AUDIT_ROW = "(%s, %s, %s, %s, %s::uuid[], %s)"  # AUDIT_WRITE_COLUMNS, in order
 
 
 @dataclass
@@ -126,8 +123,8 @@ def commit_request(session: Session) -> None:
         params: list[Any] = []
         for event in events:
             ids = "{" + ",".join(str(i) for i in event["resource_ids"]) + "}"
-            params += (event["actor_id"], event["actor_role"], event["action"],
-                       event["resource_type"], ids, event["request_id"])
+            params += [ids if column == "resource_ids" else event[column]
+                       for column in AUDIT_WRITE_COLUMNS]
         ClientCursor(driver).execute(
             _AUDIT_INSERT + ", ".join([_AUDIT_ROW] * len(events)) + "; COMMIT", params)
     session.commit()  # SQLAlchemy's bookkeeping; the transaction has already ended

@@ -13,14 +13,16 @@ from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnClause, UnaryExpression
 
+from models.audit_event import AUDIT_INSERT
+
 AUDIT_OPTION = "clinai_read_audit"
 # The page statement as SQLAlchemy compiled it, wrapped so that the same statement
 # appends the read's audit event naming the page's ids. Resolved in the tenant schema
 # through the transaction's search_path, like every tenant table.
 _AUDITED_PAGE = (
     "WITH page AS ({page}), audit_event AS ("
-    "INSERT INTO audit_events (actor_id, actor_role, action, resource_type, resource_ids, "
-    "request_id) SELECT %(clinai_audit_actor_id)s, %(clinai_audit_actor_role)s, "
+    + AUDIT_INSERT.replace("{", "{{").replace("}", "}}") +  # AUDIT_WRITE_COLUMNS, in order
+    " SELECT %(clinai_audit_actor_id)s, %(clinai_audit_actor_role)s, "
     "%(clinai_audit_action)s, %(clinai_audit_resource_type)s, "
     "coalesce(array_agg(page.id ORDER BY {order}), '{{}}'::uuid[]), "
     "%(clinai_audit_request_id)s FROM page) "

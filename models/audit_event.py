@@ -8,6 +8,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import TenantBase, created_ts, str_64, str_255, tenant_fk
 
+# The columns the application writes (the rest are the database's: id, tenant, time), in
+# the order of every raw INSERT of an event (api/db.py, api/pagination.py).
+AUDIT_WRITE_COLUMNS = ("actor_id", "actor_role", "action", "resource_type", "resource_ids",
+                       "request_id")
+
 
 class AuditEvent(TenantBase):
     """Who did what to which clinical record, when. Append-only; never clinical text."""
@@ -24,5 +29,9 @@ class AuditEvent(TenantBase):
     # One event per request: a list read names every record it returned.
     resource_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(UUID(as_uuid=True)))
     request_id: Mapped[str_64 | None]
+
+
+# Unqualified: resolved in the tenant schema through the transaction's search_path.
+AUDIT_INSERT = f"INSERT INTO {AuditEvent.__tablename__} ({', '.join(AUDIT_WRITE_COLUMNS)})"
 
 
