@@ -30,8 +30,8 @@ import httpx
 from jwt.algorithms import RSAAlgorithm
 from sqlalchemy import text
 
-from api.auth import DevIssuer
 from api.settings import DEV_AUDIENCE
+from api.tokens import DevIssuer
 from bench._db import bench_database, free_port
 from tenancy.database import create_owner_engine
 from tenancy.provisioning import create_tenant

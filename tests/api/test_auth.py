@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from api import create_app
-from api.auth import KEY_REFRESH_INTERVAL
 from api.settings import ConfigError
+from api.tokens import KEY_REFRESH_INTERVAL
 from tests.conftest import app_config, assert_error
 from tests.oidc import AUDIENCE, LocalIssuer
 
