@@ -87,6 +87,9 @@ def _live_reserved(row: str = "") -> str:
             f"ELSE {row}reserved END)")
 
 
+# Raw SQL on purpose: admission and settlement are the gateway's measured hot path
+# (docs/PERFORMANCE.md, gateway overhead), each a fixed statement pipelined in one round
+# trip. The columns are those of models.LlmBudget and models.LlmUsage.
 _ENSURE = """
 INSERT INTO public.llm_budgets (tenant_id, period)
 VALUES (%(t)s, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'))

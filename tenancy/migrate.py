@@ -22,10 +22,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.pool import NullPool
 
-from models import TenantBase
+from models import TenantBase, TenantMigration
 from tenancy.context import enter_as_platform
 from tenancy.database import DatabaseConfig, create_owner_engine
 from tenancy.security import schema_name, secure_public, secure_tenant_schema
@@ -221,12 +222,9 @@ def _migrate_one(item: tuple[Any, ...]) -> TenantOutcome:
 
 def _record(conn: Any, tenant_id: uuid.UUID, status: str, revision: str | None,
             error: str | None, duration_ms: int) -> None:
+    outcome = {"status": status, "revision": revision, "error": error,
+               "duration_ms": duration_ms}
     conn.execute(
-        text("""
-INSERT INTO public.tenant_migrations (tenant_id, status, revision, error, duration_ms)
-VALUES (:t, :s, :r, :e, :d)
-ON CONFLICT (tenant_id) DO UPDATE SET status = EXCLUDED.status, revision = EXCLUDED.revision,
-    error = EXCLUDED.error, duration_ms = EXCLUDED.duration_ms, updated_at = now()
-"""),
-        {"t": tenant_id, "s": status, "r": revision, "e": error, "d": duration_ms},
-    )
+        insert(TenantMigration).values(tenant_id=tenant_id, **outcome)
+        .on_conflict_do_update(index_elements=[TenantMigration.tenant_id],
+                               set_={**outcome, "updated_at": func.now()}))

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from functools import cache
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, text
 from sqlalchemy.exc import IntegrityError
 
-from models import TenantBase
+from models import TenantBase, TenantMigration
 from tenancy.context import enter_as_platform
 from tenancy.errors import TenantConflict, TenantUnknown
 from tenancy.migrate import tenant_script_directory
@@ -77,11 +77,9 @@ def create_tenant(
             ))
             conn.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": tenant_head()})
             secure_tenant_schema(conn, schema, app_role=app_role)
-            conn.execute(
-                text("INSERT INTO public.tenant_migrations (tenant_id, status, revision, "
-                     "duration_ms) VALUES (:i, 'provisioned', :v, 0)"),
-                {"i": tenant_id, "v": tenant_head()},
-            )
+            conn.execute(insert(TenantMigration).values(
+                tenant_id=tenant_id, status="provisioned", revision=tenant_head(),
+                duration_ms=0))
     except IntegrityError as exc:
         raise TenantConflict("The user already belongs to a practice.",
                              code="already_member") from exc
