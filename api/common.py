@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from typing import Protocol, TypeVar
 
 from flask import g, request
-from werkzeug.datastructures import ETags
 
 from api.auth import principal
 from api.db import AUDIT_KEY, session
@@ -37,18 +36,23 @@ def with_etag(record: V) -> tuple[V, dict[str, str]]:
     return record, {"ETag": f'"{_tag(record)}"'}
 
 
-def require_if_match() -> ETags:
-    """Return the request's parsed If-Match, or stop with 428 when it is missing."""
-    tags = request.if_match
-    if not tags:
+def require_if_match() -> frozenset[str]:
+    """Return the request's If-Match tags, or stop with 428 when the header is missing.
+
+    Split by hand, not with werkzeug's ``request.if_match``: that parser accepts unquoted
+    tags, honours ``*`` only alone and reads a malformed header as no header (a 428 where
+    a 412 is right). Here a tag must be sent exactly as the ETag was served.
+    """
+    value = request.headers.get("If-Match", "")
+    if not value.strip():
         abort(428, "precondition_required",
               "Send the record's ETag in If-Match to change it.")
-    return tags
+    return frozenset(tag.strip() for tag in value.split(","))
 
 
-def check_if_match(record: Versioned, tags: ETags) -> None:
-    """Stop with 412 unless ``tags`` name ``record``'s version (strong comparison) or *."""
-    if not (tags.star_tag or tags.contains(_tag(record))):
+def check_if_match(record: Versioned, tags: frozenset[str]) -> None:
+    """Stop with 412 unless ``tags`` hold ``record``'s ETag as served, or ``*``."""
+    if f'"{_tag(record)}"' not in tags and "*" not in tags:
         abort(412, "precondition_failed",
               "The record was changed since you read it; reload it and retry.")
 

@@ -42,8 +42,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-# One JSON handler per process, however many apps it creates (tests create many): added to
-# the root logger once, beside whatever else is there, never replacing it.
+# One JSON handler per process, however many apps it creates (tests create many).
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
 
@@ -62,7 +61,12 @@ _handler.setFormatter(JsonFormatter())
 
 def init_app(app: Flask) -> None:
     root = logging.getLogger()
-    if _handler not in root.handlers:
+    if not app.testing:
+        # A served app logs JSON only: no other root handler may print a record in plain
+        # text (with the exception text this formatter deliberately leaves out). The
+        # Azure Monitor handler is attached after this (api.telemetry).
+        root.handlers = [_handler]
+    elif _handler not in root.handlers:  # tests: keep pytest's handlers, add ours once
         root.addHandler(_handler)
     root.setLevel(app.config["LOG_LEVEL"])
     app.logger.handlers = []

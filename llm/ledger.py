@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from llm.errors import BudgetExhausted, RateLimited, RequestTooLarge
-from tenancy.context import PLATFORM_ENTER, enter_as_platform, platform_params
+from tenancy.context import PUBLIC_ENTER, enter_as_platform, platform_params
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,7 +156,7 @@ def _pipelined(engine: Engine, tenant_id: uuid.UUID, *, durable: bool = True) ->
     with engine.connect() as conn:
         driver = conn.connection.driver_connection
         with driver.pipeline(), driver.transaction():  # type: ignore[union-attr]
-            driver.execute(PLATFORM_ENTER, platform_params(tenant_id))  # type: ignore[union-attr]
+            driver.execute(PUBLIC_ENTER, platform_params(tenant_id))  # type: ignore[union-attr]
             if not durable:
                 driver.execute(  # type: ignore[union-attr]
                     "SELECT set_config('synchronous_commit', 'off', true)")
@@ -209,7 +209,7 @@ class Ledger:
     def budget(self, tenant_id: uuid.UUID) -> dict[str, int]:
         """Return this month's budget counters of a tenant."""
         with self.engine.begin() as conn:
-            enter_as_platform(conn, tenant_id)
+            enter_as_platform(conn, tenant_id, public_only=True)
             row = conn.execute(text(f"""
 SELECT coalesce(monthly_tokens, :budget) AS monthly_tokens,
        CASE WHEN period = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') THEN used ELSE 0 END

@@ -3,8 +3,11 @@
 Two doors, both here:
 
 - ``enter_tenant`` for a user's request: checks the tenant and the caller's membership.
-- ``enter_as_platform`` for platform work that acts for no user (provisioning, migrations,
-  the LLM ledger): the same two walls, no membership.
+- ``enter_as_platform`` for platform work that acts for no user (provisioning,
+  migrations): the same two walls, no membership. ``PUBLIC_ENTER`` is its row-level
+  security half alone, for work on the tenant's rows of ``public`` tables (the LLM
+  ledger): a search_path that changes with the tenant would make PostgreSQL replan the
+  connection's prepared statements each time it moves to another tenant.
 
 Every transaction a request opens starts with one statement that sets both walls
 (``search_path`` to the tenant schema, ``app.tenant_id`` for row-level security),
@@ -50,14 +53,22 @@ PLATFORM_ENTER = ("SELECT set_config('search_path', %(schema)s, true), "
                   "set_config('app.tenant_id', %(tenant)s, true)")
 
 
+PUBLIC_ENTER = "SELECT set_config('app.tenant_id', %(tenant)s, true)"
+
+
 def platform_params(tenant_id: uuid.UUID) -> dict[str, str]:
     """The parameters of ``PLATFORM_ENTER`` for ``tenant_id``."""
     return {"schema": schema_name(tenant_id), "tenant": str(tenant_id)}
 
 
-def enter_as_platform(connection: Connection, tenant_id: uuid.UUID) -> None:
-    """Set both walls for ``tenant_id`` on the open transaction, acting for no user."""
-    connection.exec_driver_sql(PLATFORM_ENTER, platform_params(tenant_id))
+def enter_as_platform(connection: Connection, tenant_id: uuid.UUID, *,
+                      public_only: bool = False) -> None:
+    """Set both walls for ``tenant_id`` on the open transaction, acting for no user.
+
+    ``public_only``: only the row-level security setting, for ``public`` tables.
+    """
+    connection.exec_driver_sql(PUBLIC_ENTER if public_only else PLATFORM_ENTER,
+                               platform_params(tenant_id))
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,3 +251,29 @@ def test_signing_at_the_same_moment_signs_once(make_practice):
     assert set(statuses) <= {200, 409, 412}, statuses
     signed = practice.client.get(f"/api/v1/notes/{note['id']}", headers=h).json
     assert signed["status"] == "signed" and signed["version"] == 2
+
+
+@pytest.mark.parametrize(("if_match", "status"), [
+    ("{etag}", 200),
+    ("*", 200),
+    ('"other", *', 200),
+    ('"other", {etag}', 200),
+    ('"other",{etag}', 200),
+    ("{bare}", 412),  # unquoted: not the ETag as served
+    ("W/{etag}", 412),  # weak tags never match If-Match
+    ('"other"', 412),
+    (",", 412),
+    ('"{bare}', 412),  # no closing quote
+    ("{etag} junk", 412),
+    ("", 428),
+    ("   ", 428),
+])
+def test_if_match_forms(make_practice, if_match, status):
+    practice = make_practice()
+    client = practice.create_client()
+    h = practice.admin.headers
+    etag = practice.client.get(f"/api/v1/clients/{client['id']}", headers=h).headers["ETag"]
+    header = if_match.format(etag=etag, bare=etag.strip('"'))
+    response = practice.client.patch(f"/api/v1/clients/{client['id']}", json={"status": "inactive"},
+                                     headers={**h, "If-Match": header})
+    assert response.status_code == status, (header, response.json)
