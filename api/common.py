@@ -7,9 +7,10 @@ from collections.abc import Iterable
 from typing import Protocol, TypeVar
 
 from flask import g, request
+from sqlalchemy.orm import Session
 
 from api.auth import principal
-from api.db import AUDIT_KEY, session
+from api.db import AUDIT_KEY
 from api.errors import abort
 from api.pagination import ReadAudit
 
@@ -57,7 +58,7 @@ def check_if_match(record: Versioned, tags: frozenset[str]) -> None:
               "The record was changed since you read it; reload it and retry.")
 
 
-def audit(action: str, resource_type: str, ids: Iterable[uuid.UUID]) -> None:
+def audit(db: Session, action: str, resource_type: str, ids: Iterable[uuid.UUID]) -> None:
     """Append an audit event to the request's transaction (no clinical text, ever).
 
     The row is written right before the commit, in the same round trip
@@ -65,7 +66,7 @@ def audit(action: str, resource_type: str, ids: Iterable[uuid.UUID]) -> None:
     """
     p = principal()
     assert p.role is not None
-    session().info.setdefault(AUDIT_KEY, []).append({
+    db.info.setdefault(AUDIT_KEY, []).append({
         "actor_id": p.user_id,
         "actor_role": p.role,
         "action": action,

@@ -135,15 +135,18 @@ def get_db() -> Database:
     return db
 
 
-def open_tenant_session(context: TenantContext, *, read_only: bool = False) -> Session:
-    """Open the request's session in ``context``.
+def open_tenant_session(context: TenantContext, *, read_only: bool = False,
+                        for_request: bool = True) -> Session:
+    """Open a session in ``context``: the request's (``session()`` returns it, the request
+    commits and closes it), or with ``for_request=False`` one the caller owns.
 
     ``read_only`` requests change no record: their one write is the audit event of the
     read, which may skip the wait for the WAL flush (docs/decisions/audit-durability.md).
     """
     session = get_db().sessions(info={tenant_context.CONTEXT_KEY: context,
                                       tenant_context.RELAXED_COMMIT_KEY: read_only})
-    g.db_session = session
+    if for_request:
+        g.db_session = session
     return session
 
 

@@ -38,11 +38,12 @@ def start_llm_call(db: Session, feature: str) -> CallContext:
 
 
 def stream_reply(stream: GatewayStream, ctx: CallContext,
-                 save: Callable[[GatewayStream], tuple[str, str]]) -> Response:
+                 save: Callable[[Session, GatewayStream], tuple[str, str]]) -> Response:
     """Stream ``delta`` events, then save the whole reply and end with ``done``.
 
-    ``save`` runs only after a complete reply, in a new transaction of its own (the
-    request's has been committed by then), and returns the ``(key, id)`` for ``done``.
+    ``save`` runs only after a complete reply, with a session of its own that this
+    function commits and closes (the request's has been committed by then), and returns
+    the ``(key, id)`` for ``done``.
     A broken or refused reply ends with an ``error`` event and saves nothing.
     """
 
@@ -55,10 +56,10 @@ def stream_reply(stream: GatewayStream, ctx: CallContext,
             return
         finally:
             stream.close()  # also meters a reply the user stopped listening to
-        session = open_tenant_session(TenantContext(tenant_id=ctx.tenant_id,
-                                                    user_id=ctx.user_id))
+        session = open_tenant_session(
+            TenantContext(tenant_id=ctx.tenant_id, user_id=ctx.user_id), for_request=False)
         try:
-            key, saved_id = save(stream)
+            key, saved_id = save(session, stream)
             commit_request(session)
         except Exception as exc:  # headers are sent: end the stream cleanly
             # The type only: messages of database errors can carry the reply's text.

@@ -54,7 +54,7 @@ class Clients(MethodView):
         with its `ETag`.
         """
         client = operations.create_client(session(), principal(), data)
-        audit("client.create", "client", [client.id])
+        audit(session(), "client.create", "client", [client.id])
         return with_etag(client)
 
 
@@ -71,7 +71,7 @@ class ClientsById(MethodView):
         assigned to the calling therapist. The read is audited (`client.read`).
         """
         client = operations.get_client(session(), principal(), client_id)
-        audit("client.read", "client", [client.id])
+        audit(session(), "client.read", "client", [client.id])
         return with_etag(client)
 
     @any_member
@@ -92,5 +92,5 @@ class ClientsById(MethodView):
         client = operations.get_client(db, p, client_id)
         check_if_match(client, if_match)
         client = operations.update_client(db, p, client, data)
-        audit("client.update", "client", [client.id])
+        audit(session(), "client.update", "client", [client.id])
         return with_etag(client)

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask.views import MethodView
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from api.auth import any_member, principal
 from api.blueprint import Blueprint
@@ -67,9 +68,9 @@ def _conversation(conversation_id: uuid.UUID) -> tuple[Conversation, Client]:
     return row[0], row[1]
 
 
-def _save_turn(conversation_id: uuid.UUID, question: str, answer: str,
+def _save_turn(db: Session, conversation_id: uuid.UUID, question: str, answer: str,
                usage: Usage) -> ConversationMessage:
-    db, p = session(), principal()
+    p = principal()
     # Explicit times: now() is the transaction's start, the same for both turns.
     asked_at = dt.datetime.now(dt.UTC)
     asked = ConversationMessage(conversation_id=conversation_id, role="user", content=question,
@@ -82,7 +83,7 @@ def _save_turn(conversation_id: uuid.UUID, question: str, answer: str,
     db.add(answered)
     db.flush()
     db.refresh(answered)
-    audit("conversation.message", "conversation", [conversation_id])
+    audit(db, "conversation.message", "conversation", [conversation_id])
     return answered
 
 
@@ -123,7 +124,7 @@ class ClientConversations(MethodView):
         db.add(conversation)
         db.flush()
         db.refresh(conversation)
-        audit("conversation.create", "conversation", [conversation.id])
+        audit(session(), "conversation.create", "conversation", [conversation.id])
         return conversation
 
 
@@ -144,7 +145,7 @@ class ConversationMessages(MethodView):
             session(), _message_pages(), params={"conversation_id": conversation.id},
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size)
         pagination_parameters.item_count = total
-        audit("conversation.read", "conversation", [conversation.id])
+        audit(session(), "conversation.read", "conversation", [conversation.id])
         return items
 
     @any_member
@@ -170,19 +171,20 @@ class ConversationMessages(MethodView):
             .limit(CHAT_HISTORY))][::-1]
         pseudonymizer = pseudonymizer_for(db, client)
         messages = chat_messages(history, data["content"])
-        audit("conversation.read", "conversation", [conversation.id])
+        audit(session(), "conversation.read", "conversation", [conversation.id])
         ctx = start_llm_call(db, "case_chat")
         if not wants_event_stream():
             completion = gateway().complete(ctx, messages, max_tokens=CHAT_MAX_TOKENS,
                                             pseudonymizer=pseudonymizer)
-            answer = _save_turn(conversation.id, data["content"], completion.text,
+            answer = _save_turn(db, conversation.id, data["content"], completion.text,
                                 completion.usage)
             return answer
         stream = gateway().stream(ctx, messages, max_tokens=CHAT_MAX_TOKENS,
                                   pseudonymizer=pseudonymizer)
 
-        def save(done: Any) -> tuple[str, str]:
-            answer = _save_turn(conversation.id, data["content"], done.text, done.usage)
+        def save(stream_db: Session, done: Any) -> tuple[str, str]:
+            answer = _save_turn(stream_db, conversation.id, data["content"], done.text,
+                                done.usage)
             return "message_id", str(answer.id)
 
         return stream_reply(stream, ctx, save)

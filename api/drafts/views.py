@@ -7,6 +7,7 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
+from sqlalchemy.orm import Session
 
 from api.auth import any_member, principal
 from api.blueprint import Blueprint
@@ -32,11 +33,11 @@ class DraftRequestSchema(ma.Schema):
                               validate=ma.validate.OneOf(DRAFT_FORMATS))
 
 
-def _save_draft(session_id: uuid.UUID, note_format: str, text: str) -> Note:
-    note = create_note(session(), principal(), session_id,
+def _save_draft(db: Session, session_id: uuid.UUID, note_format: str, text: str) -> Note:
+    note = create_note(db, principal(), session_id,
                        {"format": note_format, "content": parse_draft(note_format, text)},
                        source="ai")
-    audit("note.create", "note", [note.id])
+    audit(db, "note.create", "note", [note.id])
     return note
 
 
@@ -70,17 +71,18 @@ class NoteDrafts(MethodView):
         messages = draft_messages(data["format"], record.transcript,
                                   modality=record.modality,
                                   duration_minutes=record.duration_minutes)
-        audit("session.read", "therapy_session", [record.id])
+        audit(session(), "session.read", "therapy_session", [record.id])
         ctx = start_llm_call(db, "note_draft")
         if not wants_event_stream():
             completion = gateway().complete(ctx, messages, max_tokens=DRAFT_MAX_TOKENS,
                                             pseudonymizer=pseudonymizer)
-            note = _save_draft(record.id, data["format"], completion.text)
+            note = _save_draft(db, record.id, data["format"], completion.text)
             return with_etag(note)
         stream = gateway().stream(ctx, messages, max_tokens=DRAFT_MAX_TOKENS,
                                   pseudonymizer=pseudonymizer)
 
-        def save(done: Any) -> tuple[str, str]:
-            return "note_id", str(_save_draft(record.id, data["format"], done.text).id)
+        def save(stream_db: Session, done: Any) -> tuple[str, str]:
+            return "note_id", str(_save_draft(stream_db, record.id, data["format"],
+                                              done.text).id)
 
         return stream_reply(stream, ctx, save)

@@ -59,7 +59,7 @@ class SessionNotes(MethodView):
         db, p = session(), principal()
         record = get_session(db, p, session_id)
         note = operations.create_note(db, p, record.id, data)
-        audit("note.create", "note", [note.id])
+        audit(session(), "note.create", "note", [note.id])
         return with_etag(note)
 
 
@@ -76,7 +76,7 @@ class NotesById(MethodView):
         read is audited (`note.read`).
         """
         note = operations.get_note(session(), principal(), note_id)
-        audit("note.read", "note", [note.id])
+        audit(session(), "note.read", "note", [note.id])
         return with_etag(note)
 
     @any_member
@@ -98,7 +98,7 @@ class NotesById(MethodView):
         note = operations.get_note(db, principal(), note_id)
         check_if_match(note, if_match)
         note = operations.update_note(db, note, data)
-        audit("note.update", "note", [note.id])
+        audit(session(), "note.update", "note", [note.id])
         return with_etag(note)
 
 
@@ -117,5 +117,5 @@ class NoteSignature(MethodView):
         """
         db, p = session(), principal()
         note = operations.sign_note(db, p, operations.get_note(db, p, note_id))
-        audit("note.sign", "note", [note.id])
+        audit(session(), "note.sign", "note", [note.id])
         return with_etag(note)

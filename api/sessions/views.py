@@ -58,7 +58,7 @@ class ClientSessions(MethodView):
         db = session()
         client = get_client(db, principal(), client_id)
         record = operations.create_session(db, client, data)
-        audit("session.create", "therapy_session", [record.id])
+        audit(session(), "session.create", "therapy_session", [record.id])
         return with_etag(record)
 
 
@@ -75,7 +75,7 @@ class SessionsById(MethodView):
         The read is audited (`session.read`).
         """
         record = operations.get_session(session(), principal(), session_id)
-        audit("session.read", "therapy_session", [record.id])
+        audit(session(), "session.read", "therapy_session", [record.id])
         return with_etag(record)
 
     @any_member
@@ -96,5 +96,5 @@ class SessionsById(MethodView):
         record = operations.get_session(db, principal(), session_id)
         check_if_match(record, if_match)
         record = operations.update_session(db, record, data)
-        audit("session.update", "therapy_session", [record.id])
+        audit(session(), "session.update", "therapy_session", [record.id])
         return with_etag(record)

@@ -26,7 +26,7 @@ def _write_then_fail_the_audit() -> Any:
     db = session()
     db.add(Client(first_name="Partial", last_name="Write"))
     db.flush()
-    audit("client.create", "client", [])
+    audit(db, "client.create", "client", [])
     db.info[AUDIT_KEY][-1]["actor_role"] = "x" * 500
     return jsonify(user=principal().user_id)
 
@@ -36,8 +36,8 @@ def _write_and_audit() -> Any:
     client = Client(first_name="Whole", last_name="Write")
     db.add(client)
     db.flush()
-    audit("client.create", "client", [client.id])
-    audit("client.read", "client", [client.id])  # two events: one multi-row INSERT
+    audit(db, "client.create", "client", [client.id])
+    audit(db, "client.read", "client", [client.id])  # two events: one multi-row INSERT
     return jsonify(id=str(client.id))
 
 
