@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from api.auth import any_member, principal
 from api.blueprint import Blueprint
-from api.clients.operations import get_client, pseudonymizer_for, visible_client_ids
+from api.clients.operations import get_client, pseudonymizer_for
 from api.common import audit, read_audit
+from api.conversations.operations import get_conversation
 from api.conversations.schemas import (
     ConversationCreateSchema,
     ConversationSchema,
@@ -22,7 +23,6 @@ from api.conversations.schemas import (
     MessageSchema,
 )
 from api.db import session
-from api.errors import abort
 from api.examples import (
     CONVERSATION,
     CONVERSATION_CREATE,
@@ -35,7 +35,7 @@ from api.pagination import PageQuery, fetch_page, page_query
 from api.sse import start_llm_call, stream_reply, wants_event_stream
 from llm.gateway import Usage
 from llm.prompts import CHAT_HISTORY, CHAT_MAX_TOKENS, chat_messages
-from models import Client, Conversation, ConversationMessage
+from models import Conversation, ConversationMessage
 
 blp = Blueprint("conversations", __name__, url_prefix="/api/v1",
                 description="Case chat with the model about one client.")
@@ -54,18 +54,6 @@ def _message_pages() -> PageQuery:
         select(ConversationMessage)
         .where(ConversationMessage.conversation_id == bindparam("conversation_id")),
         order_by=(ConversationMessage.created_at, ConversationMessage.id))
-
-
-def _conversation(conversation_id: uuid.UUID) -> tuple[Conversation, Client]:
-    p = principal()
-    row = session().execute(
-        select(Conversation, Client).join(Client, Client.id == Conversation.client_id)
-        .where(Conversation.id == conversation_id)
-        .where(Client.id.in_(visible_client_ids(p)))
-    ).one_or_none()
-    if row is None:
-        abort(404, "not_found", "No such conversation.")
-    return row[0], row[1]
 
 
 def _save_turn(db: Session, conversation_id: uuid.UUID, question: str, answer: str,
@@ -140,7 +128,7 @@ class ConversationMessages(MethodView):
         The caller's questions (`role` `user`) and the model's replies (`assistant`, with
         their token `usage`). 404 when the caller may not see the conversation's client.
         """
-        conversation, _client = _conversation(conversation_id)
+        conversation, _client = get_conversation(session(), principal(), conversation_id)
         items, total = fetch_page(
             session(), _message_pages(), params={"conversation_id": conversation.id},
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size)
@@ -163,7 +151,7 @@ class ConversationMessages(MethodView):
         `Accept: text/event-stream` the reply streams as server-sent events.
         """
         db = session()
-        conversation, client = _conversation(conversation_id)
+        conversation, client = get_conversation(session(), principal(), conversation_id)
         history = [(m.role, m.content) for m in db.scalars(
             select(ConversationMessage)
             .where(ConversationMessage.conversation_id == conversation.id)

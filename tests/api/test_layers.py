@@ -8,6 +8,7 @@ import sys
 import pytest
 
 OPERATIONS = ["api.clients.operations", "api.sessions.operations", "api.notes.operations",
+              "api.conversations.operations",
               "api.admin.operations", "api.domain"]
 
 

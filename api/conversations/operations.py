@@ -1,0 +1,25 @@
+"""Case-chat conversations: which ones a caller may see."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.clients.operations import visible_client_ids
+from api.domain import DomainError, Principal
+from models import Client, Conversation
+
+
+def get_conversation(db: Session, p: Principal,
+                     conversation_id: uuid.UUID) -> tuple[Conversation, Client]:
+    """A conversation about a client ``p`` may see, with that client; else not found."""
+    row = db.execute(
+        select(Conversation, Client).join(Client, Client.id == Conversation.client_id)
+        .where(Conversation.id == conversation_id)
+        .where(Client.id.in_(visible_client_ids(p)))
+    ).one_or_none()
+    if row is None:
+        raise DomainError("not_found", "No such conversation.")
+    return row[0], row[1]
