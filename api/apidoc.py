@@ -6,7 +6,7 @@ Views and the auth decorators *declare* what an operation can answer
 operation's error responses, with the shared error schema, one example per ``error``
 code (from ``api.error_codes``) and the headers every response carries. A test checks
 the other direction: every error a request really got was declared on its operation.
-No Flask or flask-smorest import here: this is data about functions.
+Nothing here runs per request: this is data about functions.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from collections.abc import Callable, Iterable
 from copy import deepcopy
 from typing import Any, TypeVar
 
-from werkzeug.http import HTTP_STATUS_CODES
-
 from api.error_codes import ERROR_CODES
+from api.errors import error_body
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,9 +105,7 @@ def error_responses(codes: Iterable[str]) -> dict[int, dict[str, Any]]:
 
 def example_error(code: str) -> dict[str, Any]:
     info = ERROR_CODES[code]
-    body: dict[str, Any] = {"code": info.status,
-                            "status": HTTP_STATUS_CODES.get(info.status, "Error"),
-                            "message": info.meaning, "error": code}
+    body = error_body(info.status, code, info.meaning)
     if code == "validation_failed":
         body["message"] = "Invalid input: json.last_name: Missing data for required field."
         body["errors"] = {"json": {"last_name": ["Missing data for required field."]}}

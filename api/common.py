@@ -28,13 +28,14 @@ class Versioned(Protocol):
 V = TypeVar("V", bound=Versioned)
 
 
-def _tag(record: Versioned) -> str:
-    return f"{record.id.hex}.{record.version}"
+def etag_of(record: Versioned) -> str:
+    """The record's ETag as served (quoted): its id and version."""
+    return f'"{record.id.hex}.{record.version}"'
 
 
 def with_etag(record: V) -> tuple[V, dict[str, str]]:
     """The view's return value: the record, serialised by ``@blp.response``, and its ETag."""
-    return record, {"ETag": f'"{_tag(record)}"'}
+    return record, {"ETag": etag_of(record)}
 
 
 def require_if_match() -> frozenset[str]:
@@ -53,7 +54,7 @@ def require_if_match() -> frozenset[str]:
 
 def check_if_match(record: Versioned, tags: frozenset[str]) -> None:
     """Stop with 412 unless ``tags`` hold ``record``'s ETag as served, or ``*``."""
-    if f'"{_tag(record)}"' not in tags and "*" not in tags:
+    if etag_of(record) not in tags and "*" not in tags:
         abort(412, "precondition_failed",
               "The record was changed since you read it; reload it and retry.")
 

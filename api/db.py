@@ -122,9 +122,8 @@ def commit_request(session: Session) -> None:
         assert isinstance(driver, psycopg.Connection)
         params: list[Any] = []
         for event in events:
-            ids = "{" + ",".join(str(i) for i in event["resource_ids"]) + "}"
-            params += [ids if column == "resource_ids" else event[column]
-                       for column in AUDIT_WRITE_COLUMNS]
+            row = {**event, "resource_ids": "{" + ",".join(map(str, event["resource_ids"])) + "}"}
+            params += [row[column] for column in AUDIT_WRITE_COLUMNS]
         ClientCursor(driver).execute(
             _AUDIT_INSERT + ", ".join([_AUDIT_ROW] * len(events)) + "; COMMIT", params)
     session.commit()  # SQLAlchemy's bookkeeping; the transaction has already ended

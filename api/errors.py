@@ -55,12 +55,9 @@ def abort(status: int, error: str, message: str, **kwargs: Any) -> NoReturn:
 
 
 def error_body(status: int, error: str, message: str) -> dict[str, Any]:
-    return {
-        "code": status,
-        "status": HTTP_STATUS_CODES.get(status, "Error"),
-        "message": message,
-        "error": error,
-    }
+    """The one error shape (``errors`` is added where there are field errors)."""
+    return {"code": status, "status": HTTP_STATUS_CODES.get(status, "Error"),
+            "message": message, "error": error}
 
 
 def error_response(status: int, error: str, message: str,
