@@ -22,17 +22,15 @@ from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import JWTManager, get_jwt, get_jwt_header, verify_jwt_in_request
 
 from api.apidoc import AUTHENTICATED_ERRORS, TENANT_MEMBER_ERRORS, document_errors
-from api.domain import Principal
 from api.errors import abort, error_response
 from api.settings import DEV_AUDIENCE
 from api.tokens import (
     ClaimsCache,
     DevIssuer,
-    IdentityProviderUnavailable,
     OidcKeySet,
 )
 from models.membership import ADMIN, ROLES
-from tenancy.context import ROLE_KEY, TenantContext
+from tenancy.actor import Actor
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +93,6 @@ def init_app(app: Flask) -> None:
         lambda _h, _c: _reject("The access token lacks required claims.")
     )
 
-    @app.errorhandler(IdentityProviderUnavailable)
-    def _idp_down(_exc: IdentityProviderUnavailable) -> Response:
-        return error_response(503, "identity_provider_unavailable",
-                              "The identity provider could not be reached.")
-
 
 def _validated_claims() -> dict[str, Any]:
     """Return the request token's claims, verified now or within the token's lifetime."""
@@ -138,19 +131,23 @@ def _subject(claims: dict[str, Any]) -> str:
 
 
 def authenticated(view: Callable[P, R]) -> Callable[P, R]:
-    """Require a valid token; the caller need not belong to a tenant yet."""
+    """Require a valid token; the caller need not belong to a tenant yet (``caller_id()``)."""
 
     @functools.wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        g.principal = Principal(user_id=_subject(_validated_claims()), tenant_id=None, role=None)
+        g.caller_id = _subject(_validated_claims())
         return view(*args, **kwargs)
 
     return document_errors(wrapper, *AUTHENTICATED_ERRORS)
 
 
 def tenant_member(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Require a valid token, an active tenant, a current membership and one of ``roles``."""
-    from api.db import get_db, open_tenant_session
+    """Require a valid token, an active tenant, a current membership and one of ``roles``.
+
+    Opens the request's session in the tenant and resolves the request's ``Actor``
+    (``actor()``), which the view passes on to every operation.
+    """
+    from api.db import get_db, open_request_session
 
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(view)
@@ -165,12 +162,10 @@ def tenant_member(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             except ValueError:
                 abort(403, "tenant_unknown", "The token names an unknown practice.")
             get_db().verify()
-            context = TenantContext(tenant_id=tenant_id, user_id=_subject(claims))
-            session = open_tenant_session(context, read_only=request.method in ("GET", "HEAD"))
-            session.connection()  # begins the transaction: context + membership check
-            role = session.info[ROLE_KEY]
-            g.principal = Principal(user_id=context.user_id, tenant_id=tenant_id, role=role)
-            if role not in roles:
+            g.caller_id = _subject(claims)
+            g.actor = open_request_session(tenant_id, g.caller_id,
+                                           read_only=request.method in ("GET", "HEAD"))
+            if g.actor.role not in roles:
                 abort(403, "role_forbidden", "Your role may not use this endpoint.")
             return view(*args, **kwargs)
 
@@ -189,6 +184,13 @@ def admin_only(view: Callable[P, R]) -> Callable[P, R]:
     return tenant_member(ADMIN)(view)
 
 
-def principal() -> Principal:
-    p: Principal = g.principal
-    return p
+def actor() -> Actor:
+    """The request's ``Actor`` (views under ``tenant_member``)."""
+    a: Actor = g.actor
+    return a
+
+
+def caller_id() -> str:
+    """The token's subject (views under ``authenticated`` or ``tenant_member``)."""
+    user_id: str = g.caller_id
+    return user_id

@@ -1,4 +1,4 @@
-"""Small pieces every resource uses: ETags, audit events, request ids."""
+"""Small pieces every resource uses: ETags and audit events."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import uuid
 from collections.abc import Iterable
 from typing import Protocol, TypeVar
 
-from flask import g, request
+from flask import request
 from sqlalchemy.orm import Session
 
-from api.auth import principal
 from api.db import AUDIT_KEY
 from api.errors import abort
-from api.pagination import ReadAudit
+from tenancy.actor import Actor
 
 
 class Versioned(Protocol):
@@ -59,27 +58,19 @@ def check_if_match(record: Versioned, tags: frozenset[str]) -> None:
               "The record was changed since you read it; reload it and retry.")
 
 
-def audit(db: Session, action: str, resource_type: str, ids: Iterable[uuid.UUID]) -> None:
-    """Append an audit event to the request's transaction (no clinical text, ever).
+def audit(db: Session, actor: Actor, action: str, resource_type: str,
+          ids: Iterable[uuid.UUID]) -> None:
+    """Append ``actor``'s audit event to the request's transaction (no clinical text, ever).
 
     The row is written right before the commit, in the same round trip
-    (``api.db.commit_request``); a request that fails writes neither.
+    (``api.db.commit_request``); a request that fails writes neither. A list's event is
+    written by its page statement instead (``api.pagination.ReadAudit``).
     """
-    p = principal()
-    assert p.role is not None
     db.info.setdefault(AUDIT_KEY, []).append({
-        "actor_id": p.user_id,
-        "actor_role": p.role,
+        "actor_id": actor.user_id,
+        "actor_role": actor.role,
         "action": action,
         "resource_type": resource_type,
         "resource_ids": list(ids),
-        "request_id": g.get("request_id"),
+        "request_id": actor.request_id,
     })
-
-
-def read_audit(action: str, resource_type: str) -> ReadAudit:
-    """The audit event of a list read, written by the page query itself (``fetch_page``)."""
-    p = principal()
-    assert p.role is not None
-    return ReadAudit(actor_id=p.user_id, actor_role=p.role, action=action,
-                     resource_type=resource_type, request_id=g.get("request_id"))

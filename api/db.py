@@ -7,21 +7,20 @@ role) is created on first use, for onboarding's provisioning step.
 from __future__ import annotations
 
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from flask import Flask, Response, current_app, g
-from psycopg import ClientCursor
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import pagination
 from models.audit_event import AUDIT_INSERT, AUDIT_WRITE_COLUMNS
 from tenancy import context as tenant_context
-from tenancy.context import TenantContext
+from tenancy.actor import Actor
 from tenancy.database import DatabaseConfig, create_app_engine, create_owner_engine
+from tenancy.fastpath import commit_with
 from tenancy.security import verify_app_role
 
 EXTENSION = "clinai_db"
@@ -86,7 +85,6 @@ def get_db_config(app: Flask) -> DatabaseConfig:
 def init_app(app: Flask) -> None:
     config = database_config(app)
     engine = create_app_engine(config)
-    pagination.install(engine)
     factory = sessionmaker(engine, expire_on_commit=False)
     tenant_context.install(factory)
     app.extensions[EXTENSION] = Database(config=config, engine=engine, sessions=factory)
@@ -110,23 +108,17 @@ def init_app(app: Flask) -> None:
 
 
 def commit_request(session: Session) -> None:
-    """Commit the request's work with its audit events: INSERT and COMMIT in one round trip.
-
-    Both travel as one simple-protocol message (parameters bound and escaped client-side):
-    if the INSERT fails, the server skips the COMMIT and the transaction rolls back.
-    """
+    """Commit the request's work with its audit events: INSERT and COMMIT in one round trip
+    (``tenancy.fastpath.commit_with``): if the INSERT fails, the work rolls back with it."""
     events = session.info.pop(AUDIT_KEY, [])
-    if events:
-        session.flush()
-        driver = session.connection().connection.driver_connection
-        assert isinstance(driver, psycopg.Connection)
-        params: list[Any] = []
-        for event in events:
-            row = {**event, "resource_ids": "{" + ",".join(map(str, event["resource_ids"])) + "}"}
-            params += [row[column] for column in AUDIT_WRITE_COLUMNS]
-        ClientCursor(driver).execute(
-            _AUDIT_INSERT + ", ".join([_AUDIT_ROW] * len(events)) + "; COMMIT", params)
-    session.commit()  # SQLAlchemy's bookkeeping; the transaction has already ended
+    if not events:
+        session.commit()
+        return
+    params: list[Any] = []
+    for event in events:
+        row = {**event, "resource_ids": "{" + ",".join(map(str, event["resource_ids"])) + "}"}
+        params += [row[column] for column in AUDIT_WRITE_COLUMNS]
+    commit_with(session, _AUDIT_INSERT + ", ".join([_AUDIT_ROW] * len(events)), params)
 
 
 def get_db() -> Database:
@@ -134,19 +126,24 @@ def get_db() -> Database:
     return db
 
 
-def open_tenant_session(context: TenantContext, *, read_only: bool = False,
-                        for_request: bool = True) -> Session:
-    """Open a session in ``context``: the request's (``session()`` returns it, the request
-    commits and closes it), or with ``for_request=False`` one the caller owns.
+def open_request_session(tenant_id: uuid.UUID, user_id: str, *,
+                         read_only: bool = False) -> Actor:
+    """Open the request's session in the tenant (``session()`` returns it; the request
+    commits and closes it) and return the request's ``Actor``.
 
     ``read_only`` requests change no record: their one write is the audit event of the
     read, which may skip the wait for the WAL flush (docs/decisions/audit-durability.md).
     """
-    session = get_db().sessions(info={tenant_context.CONTEXT_KEY: context,
-                                      tenant_context.RELAXED_COMMIT_KEY: read_only})
-    if for_request:
-        g.db_session = session
-    return session
+    g.db_session, actor = tenant_context.open_session(
+        get_db().sessions, tenant_id, user_id, request_id=g.get("request_id"),
+        relaxed_commit=read_only)
+    return actor
+
+
+def open_actor_session(actor: Actor) -> Session:
+    """Another session for ``actor`` that the caller commits and closes (a streamed
+    reply's save, after the request's own session has been committed)."""
+    return tenant_context.reopen_session(get_db().sessions, actor)
 
 
 def session() -> Session:

@@ -20,6 +20,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from api.domain import DomainError
 from api.error_codes import ERROR_CODES
+from api.tokens import IdentityProviderUnavailable
 from llm.errors import LLMError
 from tenancy.errors import TenancyError
 
@@ -114,7 +115,10 @@ def describe_errors(errors: Any, *, limit: int = 5) -> str:
     return message if len(message) <= 500 else message[:497] + "..."
 
 
-def coded_error_response(exc: DomainError | TenancyError | LLMError) -> Response:
+CodedError = DomainError | TenancyError | LLMError | IdentityProviderUnavailable
+
+
+def coded_error_response(exc: CodedError) -> Response:
     """The error shape of an exception with a machine ``code``: the status comes from the
     code's entry in ``api.error_codes`` (one table for every layer)."""
     known = ERROR_CODES.get(exc.code)
@@ -130,8 +134,9 @@ def coded_error_response(exc: DomainError | TenancyError | LLMError) -> Response
 
 
 def init_app(app: Flask) -> None:
-    """Map the domain, tenancy and LLM exceptions (and two database ones) to the error shape."""
-    for family in (DomainError, TenancyError, LLMError):
+    """Map the domain, tenancy, LLM and identity-provider exceptions (and two database
+    ones) to the error shape."""
+    for family in (DomainError, TenancyError, LLMError, IdentityProviderUnavailable):
         app.register_error_handler(family, coded_error_response)
 
     @app.errorhandler(DataError)

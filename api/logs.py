@@ -30,9 +30,9 @@ class JsonFormatter(logging.Formatter):
         }
         if has_request_context():
             entry["request_id"] = g.get("request_id")
-            principal = g.get("principal")
-            if principal is not None and principal.tenant_id is not None:
-                entry["tenant_id"] = str(principal.tenant_id)
+            actor = g.get("actor")
+            if actor is not None:
+                entry["tenant_id"] = str(actor.tenant_id)
         for key in _FIELDS:
             if key in record.__dict__:
                 entry[key] = record.__dict__[key]

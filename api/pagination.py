@@ -7,15 +7,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, Select, bindparam, event, func, select
-from sqlalchemy.engine import Connection, ExecutionContext
+from sqlalchemy import BigInteger, Select, bindparam, func, select
 from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnClause, UnaryExpression
 
 from models.audit_event import AUDIT_INSERT
+from tenancy.actor import Actor
+from tenancy.fastpath import REWRITE_OPTION
 
-AUDIT_OPTION = "clinai_read_audit"
 # The page statement as SQLAlchemy compiled it, wrapped so that the same statement
 # appends the read's audit event naming the page's ids. Resolved in the tenant schema
 # through the transaction's search_path, like every tenant table.
@@ -34,18 +34,16 @@ _AUDITED_PAGE = (
 class ReadAudit:
     """The audit event of a list read; its record ids are the ids of the page returned."""
 
-    actor_id: str
-    actor_role: str
+    actor: Actor
     action: str
     resource_type: str
-    request_id: str | None
 
     def parameters(self) -> dict[str, str | None]:
-        return {"clinai_audit_actor_id": self.actor_id,
-                "clinai_audit_actor_role": self.actor_role,
+        return {"clinai_audit_actor_id": self.actor.user_id,
+                "clinai_audit_actor_role": self.actor.role,
                 "clinai_audit_action": self.action,
                 "clinai_audit_resource_type": self.resource_type,
-                "clinai_audit_request_id": self.request_id}
+                "clinai_audit_request_id": self.actor.request_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +92,10 @@ def fetch_page(
     outer query and the event's id list repeat the order, which the caller then gives
     entirely in ``order_by`` (columns of the listed entity, ascending or ``.desc()``;
     the entity query itself unordered). If the engine lacks the hook that writes the
-    event (``install``), the call fails instead of returning unaudited records. One
-    prepared statement instead of a separate INSERT that PostgreSQL would parse and
-    plan on every request; the event commits or rolls back with the request's
-    transaction like any write.
+    event (``tenancy.fastpath.install_statement_rewrite``), the call fails instead of
+    returning unaudited records. One prepared statement instead of a separate INSERT that
+    PostgreSQL would parse and plan on every request; the event commits or rolls back
+    with the request's transaction like any write.
     """
     statements = query if isinstance(query, PageQuery) else page_query(query, order_by=order_by)
     values = {**(params or {}), "page_limit": limit, "page_offset": offset}
@@ -108,7 +106,7 @@ def fetch_page(
             raise ValueError("an audited page needs its whole order in order_by")
         spec = _AuditedPage(audit, statements.order)
         rows = db.execute(statements.page, values,
-                          execution_options={AUDIT_OPTION: spec}).all()
+                          execution_options={REWRITE_OPTION: spec}).all()
         if not spec.written:  # fail closed: never return records whose read went unaudited
             raise RuntimeError("the list audit hook is not installed on this engine")
     if rows:
@@ -138,23 +136,15 @@ def _audited_statement(page: str, order: str) -> str:
 
 @dataclass(slots=True)
 class _AuditedPage:
-    """What ``fetch_page`` asks of the hook; ``written`` proves the hook ran."""
+    """The rewrite of one page statement into its audited form (``tenancy.fastpath``'s
+    statement rewrite); ``written`` proves it ran."""
 
     audit: ReadAudit
     order: str
     written: bool = False
 
-
-def _audited_page(_conn: Connection, _cursor: Any, statement: str, parameters: Any,
-                  context: ExecutionContext | None, executemany: bool) -> tuple[str, Any]:
-    spec = context.execution_options.get(AUDIT_OPTION) if context is not None else None
-    if not isinstance(spec, _AuditedPage) or executemany:
-        return statement, parameters
-    spec.written = True
-    return (_audited_statement(statement, spec.order),
-            {**parameters, **spec.audit.parameters()})
-
-
-def install(engine: Engine) -> None:
-    """Let ``fetch_page`` turn a page statement into its audited form on ``engine``."""
-    event.listen(engine, "before_cursor_execute", _audited_page, retval=True)
+    def __call__(self, statement: str,
+                 parameters: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+        self.written = True
+        return (_audited_statement(statement, self.order),
+                {**parameters, **self.audit.parameters()})

@@ -7,14 +7,13 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Response, g, request, stream_with_context
+from flask import Response, request, stream_with_context
 from sqlalchemy.orm import Session
 
-from api.auth import principal
-from api.db import commit_request, open_tenant_session
+from api.db import commit_request, open_actor_session
 from llm.errors import LLMError
-from llm.gateway import CallContext, GatewayStream
-from tenancy.context import TenantContext
+from llm.gateway import GatewayStream
+from tenancy.actor import Actor
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +26,13 @@ def event(name: str, data: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-def start_llm_call(db: Session, feature: str) -> CallContext:
-    """Commit the request's work (no transaction is held open while the model writes) and
-    return the metering context of the call about to be made."""
-    commit_request(db)
-    p = principal()
-    assert p.tenant_id is not None
-    return CallContext(tenant_id=p.tenant_id, user_id=p.user_id, feature=feature,
-                       request_id=g.get("request_id"))
-
-
-def stream_reply(stream: GatewayStream, ctx: CallContext,
+def stream_reply(stream: GatewayStream, actor: Actor,
                  save: Callable[[Session, GatewayStream], tuple[str, str]]) -> Response:
     """Stream ``delta`` events, then save the whole reply and end with ``done``.
 
-    ``save`` runs only after a complete reply, with a session of its own that this
-    function commits and closes (the request's has been committed by then), and returns
-    the ``(key, id)`` for ``done``.
+    ``save`` runs only after a complete reply, with a session of its own for ``actor``
+    that this function commits and closes (the request's has been committed before the
+    model was called), and returns the ``(key, id)`` for ``done``.
     A broken or refused reply ends with an ``error`` event and saves nothing.
     """
 
@@ -56,8 +45,13 @@ def stream_reply(stream: GatewayStream, ctx: CallContext,
             return
         finally:
             stream.close()  # also meters a reply the user stopped listening to
-        session = open_tenant_session(
-            TenantContext(tenant_id=ctx.tenant_id, user_id=ctx.user_id), for_request=False)
+        try:
+            session = open_actor_session(actor)
+        except Exception as exc:  # e.g. the membership ended while the model wrote
+            log.error("opening the save of a streamed reply failed (%s)", type(exc).__name__)
+            yield event("error", {"error": "save_failed",
+                                  "message": "The reply could not be saved; nothing was kept."})
+            return
         try:
             key, saved_id = save(session, stream)
             commit_request(session)

@@ -33,7 +33,11 @@ KEY_REFRESH_INTERVAL = 30.0
 KEY_MAX_AGE = 3600.0
 
 class IdentityProviderUnavailable(RuntimeError):
-    """The issuer's metadata or keys could not be fetched."""
+    """The issuer's metadata or keys could not be fetched (``api.errors`` maps ``code``)."""
+
+    code = "identity_provider_unavailable"
+    # What the caller is told; the exception's own text (for logs) names the cause.
+    message = "The identity provider could not be reached."
 
 
 class OidcKeySet:

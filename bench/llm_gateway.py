@@ -62,12 +62,13 @@ from bench._db import (
     watchdog,
 )
 from llm.client import DEFAULT_DEPLOYMENT, ProviderConfig, create_client
-from llm.gateway import CallContext, Gateway, RetryPolicy
+from llm.gateway import Gateway, RetryPolicy
 from llm.ledger import Ledger, Limits, Reservation, UsageRecord
 from llm.prompts import DRAFT_MAX_TOKENS, draft_messages
 from llm.pseudonymize import Identity, Pseudonymizer
 from llm.simulator import Simulator, serve
 from llm.tokens import count_messages
+from tenancy.actor import Actor
 from tenancy.database import create_app_engine, create_owner_engine
 from tenancy.provisioning import create_tenant
 
@@ -161,7 +162,7 @@ def ledger_state(bench: BenchDatabase, tenant_id: uuid.UUID) -> dict[str, int]:
     return {"ok_rows": int(rows[0]), "used": int(budget[0]), "reserved": int(budget[1])}
 
 
-def measure(client: AzureOpenAI, gateway: Gateway, ctx: CallContext,
+def measure(client: AzureOpenAI, gateway: Gateway, ctx: Actor,
             messages: list[dict[str, Any]], pseudonymizer: Pseudonymizer, *, calls: int,
             warmup: int, max_tokens: int, deadline: Deadline) -> tuple[list[float], list[float]]:
     """Alternate direct and gateway calls; return the timed (direct, gateway) latencies."""
@@ -174,7 +175,7 @@ def measure(client: AzureOpenAI, gateway: Gateway, ctx: CallContext,
         assert response.choices[0].message.content
 
     def through_gateway() -> None:
-        completion = gateway.complete(ctx, messages, max_tokens=max_tokens,
+        completion = gateway.complete(ctx, "note_draft", messages, max_tokens=max_tokens,
                                       pseudonymizer=pseudonymizer)
         assert "Quenstedt" in completion.text and completion.usage.source == "provider"
 
@@ -267,8 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             ledger = TimedLedger(engine, UNLIMITED)
             gateway = Gateway(client=client, deployment=DEFAULT_DEPLOYMENT, ledger=ledger,
                               retry=RetryPolicy(max_attempts=3, total_timeout=60.0))
-            ctx = CallContext(tenant_id=tenant.id, user_id=ADMIN, feature="note_draft",
-                              request_id="bench")
+            ctx = Actor(tenant_id=tenant.id, user_id=ADMIN, role="admin", request_id="bench")
             messages = draft_messages("SOAP", transcript(args.sentences), modality="video",
                                       duration_minutes=50)
             pseudonymizer = Pseudonymizer.for_people([PERSON])
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             assert state["ok_rows"] == args.warmup + args.calls, state
             assert state["reserved"] == 0, state
             results["ledger"] = state
-            reply = gateway.complete(ctx, messages, max_tokens=args.max_tokens,
+            reply = gateway.complete(ctx, "note_draft", messages, max_tokens=args.max_tokens,
                                      pseudonymizer=pseudonymizer).text
             results["steps_median_ms"] = breakdown(ledger, tenant.id, messages,
                                                    pseudonymizer, reply, 100)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from api.clients.schemas import ClientSchema
 from api.db import AUDIT_KEY, commit_request
 from models import Client
-from tenancy.context import TenantContext, enter_tenant
+from tenancy.context import enter_tenant
 
 
 def create_plain_app() -> Flask:
@@ -49,8 +49,8 @@ def create_plain_app() -> Flask:
                                 audience=os.environ["BENCH_AUDIENCE"])
         with Session(engine) as db, db.begin():
             if variant in ("context", "audit"):
-                enter_tenant(db.connection(), TenantContext(
-                    tenant_id=uuid.UUID(claims["extension_tenant_id"]), user_id=claims["sub"]))
+                enter_tenant(db.connection(), uuid.UUID(claims["extension_tenant_id"]),
+                             claims["sub"])
             query = select(Client)
             total = db.scalar(select(func.count()).select_from(query.subquery()))
             page = list(db.scalars(query.order_by(Client.last_name, Client.id).limit(20)))

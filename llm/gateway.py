@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from llm.errors import ContentFiltered, LLMUnavailable
 from llm.ledger import Ledger, Pricing, Reservation, UsageRecord
 from llm.pseudonymize import Pseudonymizer
 from llm.tokens import count_messages, count_text
+from tenancy.actor import Actor
 
 log = logging.getLogger(__name__)
 _tokens = metrics.get_meter("clinai.llm").create_counter(
@@ -32,14 +32,6 @@ _tokens = metrics.get_meter("clinai.llm").create_counter(
 
 RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
              openai.APIConnectionError)
-
-
-@dataclass(frozen=True, kw_only=True)
-class CallContext:
-    tenant_id: uuid.UUID
-    user_id: str
-    feature: str
-    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +74,8 @@ class Completion:
 class OpenCall:
     """A provider call under way: its reservation and what was sent."""
 
+    actor: Actor
+    feature: str
     reservation: Reservation
     masked: list[dict[str, Any]]
     started: float
@@ -116,39 +110,41 @@ class Gateway:
 
     # -- public ------------------------------------------------------------------------
 
-    def complete(self, ctx: CallContext, messages: list[dict[str, Any]], *, max_tokens: int,
-                 pseudonymizer: Pseudonymizer | None = None) -> Completion:
-        """Run one non-streamed completion; return the reply with real names restored."""
-        call = self._open(ctx, messages, max_tokens, pseudonymizer, stream=False)
+    def complete(self, actor: Actor, feature: str, messages: list[dict[str, Any]], *,
+                 max_tokens: int, pseudonymizer: Pseudonymizer | None = None) -> Completion:
+        """Run one non-streamed completion for ``actor``'s ``feature`` (metered to the
+        actor's practice); return the reply with real names restored."""
+        call = self._open(actor, feature, messages, max_tokens, pseudonymizer, stream=False)
         response = call.response
         usage = Usage.from_provider(response.usage) if response.usage else Usage()
         text = response.choices[0].message.content or "" if response.choices else ""
         filtered = bool(response.choices) and response.choices[0].finish_reason == "content_filter"
-        self._settle(ctx, call.reservation, usage, call.started, call.attempts,
-                     "filtered" if filtered else "ok")
+        self._settle(call, usage, "filtered" if filtered else "ok")
         if filtered:
             raise ContentFiltered("the provider's content filter withheld the reply")
         return Completion(pseudonymizer.restore(text) if pseudonymizer else text, usage)
 
-    def stream(self, ctx: CallContext, messages: list[dict[str, Any]], *, max_tokens: int,
-               pseudonymizer: Pseudonymizer | None = None) -> GatewayStream:
+    def stream(self, actor: Actor, feature: str, messages: list[dict[str, Any]], *,
+               max_tokens: int, pseudonymizer: Pseudonymizer | None = None) -> GatewayStream:
         """Open a streamed completion. Admission and connection errors raise here, before
         anything is sent to the user; iterate the result for the text."""
-        call = self._open(ctx, messages, max_tokens, pseudonymizer, stream=True)
-        return GatewayStream(self, ctx, call, pseudonymizer)
+        call = self._open(actor, feature, messages, max_tokens, pseudonymizer, stream=True)
+        return GatewayStream(self, call, pseudonymizer)
 
     # -- internals ---------------------------------------------------------------------
 
-    def _open(self, ctx: CallContext, messages: list[dict[str, Any]], max_tokens: int,
-              pseudonymizer: Pseudonymizer | None, *, stream: bool) -> OpenCall:
+    def _open(self, actor: Actor, feature: str, messages: list[dict[str, Any]],
+              max_tokens: int, pseudonymizer: Pseudonymizer | None, *, stream: bool) -> OpenCall:
         """Mask, reserve, call with retries; a call that never got a reply is settled here."""
         masked = pseudonymizer.pseudonymize_messages(messages) if pseudonymizer else messages
-        reservation = self.ledger.reserve(ctx.tenant_id, count_messages(masked) + max_tokens)
-        call = OpenCall(reservation=reservation, masked=masked, started=time.monotonic())
+        reservation = self.ledger.reserve(actor.tenant_id, count_messages(masked) + max_tokens)
+        call = OpenCall(actor=actor, feature=feature, reservation=reservation, masked=masked,
+                        started=time.monotonic())
         try:
             call.response = self._call(call, max_tokens, stream=stream)
         except BaseException as exc:
-            self._settle(ctx, reservation, Usage(), call.started, max(call.attempts, 1),
+            call.attempts = max(call.attempts, 1)
+            self._settle(call, Usage(),
                          "filtered" if isinstance(exc, ContentFiltered) else "failed")
             raise
         return call
@@ -205,21 +201,21 @@ class Gateway:
                 pass
         return min(float(self.retry.backoff * (2 ** (attempt - 1))), self.retry.max_backoff)
 
-    def _settle(self, ctx: CallContext, reservation: Reservation, usage: Usage, started: float,
-                attempts: int, status: str) -> None:
+    def _settle(self, call: OpenCall, usage: Usage, status: str) -> None:
         """Meter the call; retried, because the provider has billed it either way."""
+        actor = call.actor
         record = UsageRecord(
-            tenant_id=ctx.tenant_id, user_id=ctx.user_id, feature=ctx.feature,
+            tenant_id=actor.tenant_id, user_id=actor.user_id, feature=call.feature,
             deployment=self.deployment, prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             cost=self.pricing.cost(usage.prompt_tokens, usage.cached_tokens,
                                    usage.completion_tokens),
-            latency_ms=int((time.monotonic() - started) * 1000), attempts=attempts,
-            status=status, usage_source=usage.source, request_id=ctx.request_id)
+            latency_ms=int((time.monotonic() - call.started) * 1000), attempts=call.attempts,
+            status=status, usage_source=usage.source, request_id=actor.request_id)
         for attempt in range(3):
             try:
-                self.ledger.settle(reservation, record)
+                self.ledger.settle(call.reservation, record)
                 break
             except sqlalchemy.exc.TimeoutError:
                 # No connection from the pool: nothing was sent, so a retry can't count
@@ -229,7 +225,7 @@ class Gateway:
                               "left to expire")
                     raise
                 self.sleep(0.2 * (attempt + 1))
-        attributes = {"tenant_id": str(ctx.tenant_id), "feature": ctx.feature}
+        attributes = {"tenant_id": str(actor.tenant_id), "feature": call.feature}
         _tokens.add(usage.prompt_tokens, {**attributes, "kind": "prompt"})
         _tokens.add(usage.completion_tokens, {**attributes, "kind": "completion"})
 
@@ -248,10 +244,9 @@ class GatewayStream:
     ``ContentFiltered`` if the provider's filter stops the reply.
     """
 
-    def __init__(self, gateway: Gateway, ctx: CallContext, call: OpenCall,
+    def __init__(self, gateway: Gateway, call: OpenCall,
                  pseudonymizer: Pseudonymizer | None) -> None:
         self._gateway = gateway
-        self._ctx = ctx
         self._call = call
         self._upstream = call.response
         self._pseudonymizer = pseudonymizer
@@ -324,5 +319,4 @@ class GatewayStream:
                   else "filtered" if self._finish == "content_filter"
                   else "disconnected" if disconnected else "ok")
         self.usage = usage
-        self._gateway._settle(self._ctx, self._call.reservation, usage, self._call.started,
-                              self._call.attempts, status)
+        self._gateway._settle(self._call, usage, status)

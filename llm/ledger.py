@@ -26,7 +26,8 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from llm.errors import BudgetExhausted, RateLimited, RequestTooLarge
-from tenancy.context import PUBLIC_ENTER, enter_as_platform, platform_params
+from tenancy.context import enter_as_platform
+from tenancy.fastpath import pipelined
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,14 +154,11 @@ def _pipelined(engine: Engine, tenant_id: uuid.UUID, *, durable: bool = True) ->
     is not ``durable``: its commit skips the WAL-flush wait, because after a database
     crash a lost reservation only means in-flight calls settle without one.
     """
-    with engine.connect() as conn:
-        driver = conn.connection.driver_connection
-        with driver.pipeline(), driver.transaction():  # type: ignore[union-attr]
-            driver.execute(PUBLIC_ENTER, platform_params(tenant_id))  # type: ignore[union-attr]
-            if not durable:
-                driver.execute(  # type: ignore[union-attr]
-                    "SELECT set_config('synchronous_commit', 'off', true)")
-            yield driver
+    with pipelined(engine) as driver:
+        enter_as_platform(driver, tenant_id, public_only=True)
+        if not durable:
+            driver.execute("SELECT set_config('synchronous_commit', 'off', true)")
+        yield driver
 
 
 class Ledger:

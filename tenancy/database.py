@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
 from tenancy.errors import TenancyError
+from tenancy.fastpath import install_statement_rewrite, restore_implicit_transactions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,17 +75,10 @@ def create_app_engine(config: DatabaseConfig, **kwargs: Any) -> Engine:
     options.update(kwargs)
     engine = create_engine(app_url(config), **options)
 
-    @event.listens_for(engine, "checkout")
-    def _implicit_transactions(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
-        # ``tenancy.context.enter_tenant`` sends BEGIN itself and leaves the connection in
-        # autocommit mode; every other use of a pooled connection relies on the driver's
-        # implicit BEGIN, so turn it back on here (the pool returned the connection idle).
-        if dbapi_conn.autocommit:
-            try:
-                dbapi_conn.autocommit = False
-            except psycopg.Error as exc:  # not idle: a broken connection; the pool retries
-                raise DisconnectionError("connection not idle at checkout") from exc
-
+    # The request path's tricks (BEGIN with the tenant context; one statement rewritten
+    # per execution): ``tenancy/fastpath.py``.
+    restore_implicit_transactions(engine)
+    install_statement_rewrite(engine)
     return engine
 
 

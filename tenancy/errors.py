@@ -8,7 +8,10 @@
     ├── TenantConflict            the request contradicts the registry (HTTP 409)
     └── UnsafeDatabaseRole        the app role could bypass isolation: refuse to serve
 
-Every exception carries a machine-readable ``code``; messages never contain PII.
+Every exception carries a machine-readable ``code``; messages never contain PII. The
+codes of the classes raised in requests are registered in ``api/error_codes.py``
+(``tests/api/test_layers.py`` checks); ``TenancyError`` and ``TenantAccessDenied`` are
+only bases and never raised themselves.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class NotAMember(TenantAccessDenied):
 
 
 class TenantConflict(TenancyError):
-    code = "conflict"
+    code = "already_member"
 
 
 class UnsafeDatabaseRole(TenancyError):

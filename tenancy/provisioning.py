@@ -57,8 +57,7 @@ def create_tenant(
                 text("SELECT 1 FROM public.memberships WHERE user_id = :u"), {"u": admin_user_id}
             )
             if taken:
-                raise TenantConflict("The user already belongs to a practice.",
-                                     code="already_member")
+                raise TenantConflict("The user already belongs to a practice.")
             conn.execute(
                 text("INSERT INTO public.tenants (id, name, schema_name) VALUES (:i, :n, :s)"),
                 {"i": tenant_id, "n": name, "s": schema},
@@ -81,8 +80,7 @@ def create_tenant(
                 tenant_id=tenant_id, status="provisioned", revision=tenant_head(),
                 duration_ms=0))
     except IntegrityError as exc:
-        raise TenantConflict("The user already belongs to a practice.",
-                             code="already_member") from exc
+        raise TenantConflict("The user already belongs to a practice.") from exc
     return TenantRecord(id=tenant_id, name=name, schema_name=schema, status="active")
 
 

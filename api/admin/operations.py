@@ -10,19 +10,20 @@ from typing import Any
 from sqlalchemy import Select, any_, select, text
 from sqlalchemy.orm import Session
 
-from api.domain import DomainError, Principal
+from api.domain import DomainError
 from models import AuditEvent, Invitation, Membership
 from models.membership import ADMIN
+from tenancy.actor import Actor
 from tenancy.provisioning import hash_invitation_code
 
 
-def create_invitation(db: Session, p: Principal, *, email: str, role: str,
+def create_invitation(db: Session, actor: Actor, *, email: str, role: str,
                       ttl: dt.timedelta) -> tuple[Invitation, str]:
     """Issue a single-use invitation; return it with its code (stored only as a hash)."""
     code = secrets.token_urlsafe(24)
     invitation = Invitation(
-        tenant_id=p.tenant_id, code_hash=hash_invitation_code(code), email=email, role=role,
-        created_by=p.user_id, expires_at=dt.datetime.now(dt.UTC) + ttl,
+        tenant_id=actor.tenant_id, code_hash=hash_invitation_code(code), email=email, role=role,
+        created_by=actor.user_id, expires_at=dt.datetime.now(dt.UTC) + ttl,
     )
     db.add(invitation)
     db.flush()
@@ -30,8 +31,8 @@ def create_invitation(db: Session, p: Principal, *, email: str, role: str,
     return invitation, code
 
 
-def get_member(db: Session, p: Principal, user_id: str) -> Membership:
-    member = db.get(Membership, (p.tenant_id, user_id))
+def get_member(db: Session, actor: Actor, user_id: str) -> Membership:
+    member = db.get(Membership, (actor.tenant_id, user_id))
     if member is None:
         raise DomainError("not_found", "No such member.")
     return member

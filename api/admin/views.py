@@ -19,7 +19,7 @@ from api.admin.schemas import (
     UsageQueryArgsSchema,
     UsageSchema,
 )
-from api.auth import admin_only, principal
+from api.auth import actor, admin_only
 from api.blueprint import Blueprint
 from api.db import session
 from api.examples import (
@@ -53,7 +53,7 @@ class Invitations(MethodView):
         """
         ttl = dt.timedelta(hours=current_app.config["INVITATION_TTL_HOURS"])
         invitation, code = operations.create_invitation(
-            session(), principal(), email=data["email"], role=data["role"], ttl=ttl
+            session(), actor(), email=data["email"], role=data["role"], ttl=ttl
         )
         return {"id": invitation.id, "code": code, "email": invitation.email,
                 "role": invitation.role, "expires_at": invitation.expires_at,
@@ -92,7 +92,7 @@ class MembersById(MethodView):
         would be left without an admin.
         """
         db = session()
-        member = operations.get_member(db, principal(), user_id)
+        member = operations.get_member(db, actor(), user_id)
         return operations.change_role(db, member, data["role"])
 
     @admin_only
@@ -105,7 +105,7 @@ class MembersById(MethodView):
         practice. 409 `last_admin` for the practice's only admin.
         """
         db = session()
-        operations.remove_member(db, operations.get_member(db, principal(), user_id))
+        operations.remove_member(db, operations.get_member(db, actor(), user_id))
 
 
 @blp.route("/audit-events")
@@ -143,7 +143,7 @@ class Usage(MethodView):
         """
         period = args.get("period") or dt.datetime.now(dt.UTC).strftime("%Y-%m")
         report = operations.usage_report(session(), period)
-        p = principal()
+        p = actor()
         assert p.tenant_id is not None
         report["budget"] = gateway().ledger.budget(p.tenant_id)
         return report

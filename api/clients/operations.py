@@ -9,10 +9,11 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from api.domain import DomainError, Principal
+from api.domain import DomainError
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from llm.pseudonymize import Identity, Pseudonymizer
 from models import Client, Membership
+from tenancy.actor import Actor
 
 
 def _clients_of(sees_all: bool, therapist_id: Any) -> Select[Client]:
@@ -23,20 +24,20 @@ def _clients_of(sees_all: bool, therapist_id: Any) -> Select[Client]:
     return query
 
 
-def visible_client_ids(p: Principal) -> Select[tuple[uuid.UUID]]:
+def visible_client_ids(actor: Actor) -> Select[tuple[uuid.UUID]]:
     """The ids of the clients ``p`` may see: the one visibility rule that sessions, notes,
     conversations and the AI routes reuse."""
-    return visible_clients(p).with_only_columns(Client.id)
+    return visible_clients(actor).with_only_columns(Client.id)
 
 
-def visible_clients(p: Principal) -> Select[Client]:
+def visible_clients(actor: Actor) -> Select[Client]:
     """Select the clients ``p`` may see: all for admins, assigned ones for therapists."""
-    return _clients_of(p.is_admin, p.user_id)
+    return _clients_of(actor.is_admin, actor.user_id)
 
 
-def get_client(db: Session, p: Principal, client_id: uuid.UUID) -> Client:
+def get_client(db: Session, actor: Actor, client_id: uuid.UUID) -> Client:
     """Return a client the caller may see, or stop with 404 (never 403: no existence leak)."""
-    client = db.scalars(visible_clients(p).where(Client.id == client_id)).one_or_none()
+    client = db.scalars(visible_clients(actor).where(Client.id == client_id)).one_or_none()
     if client is None:
         raise DomainError("not_found", "No such client.")
     return client
@@ -50,31 +51,31 @@ def _client_pages(sees_all: bool, by_status: bool) -> PageQuery:
     return page_query(query, order_by=(Client.last_name, Client.id))
 
 
-def list_clients(db: Session, p: Principal, *, status: str | None, offset: int,
+def list_clients(db: Session, actor: Actor, *, status: str | None, offset: int,
                  limit: int, audit: ReadAudit) -> tuple[list[Client], int]:
     """A page of the clients ``p`` may see (as ``visible_clients``), by last name."""
-    return fetch_page(db, _client_pages(p.is_admin, status is not None),
-                      params={"therapist_id": p.user_id, "status": status},
+    return fetch_page(db, _client_pages(actor.is_admin, status is not None),
+                      params={"therapist_id": actor.user_id, "status": status},
                       offset=offset, limit=limit, audit=audit)
 
 
-def _check_assignee(db: Session, p: Principal, assignee: str | None) -> None:
-    if not p.is_admin and assignee != p.user_id:
+def _check_assignee(db: Session, actor: Actor, assignee: str | None) -> None:
+    if not actor.is_admin and assignee != actor.user_id:
         raise DomainError("role_forbidden",
                           "Therapists may only assign clients to themselves.")
     if assignee is None:
         return
-    member = db.get(Membership, (p.tenant_id, assignee))
+    member = db.get(Membership, (actor.tenant_id, assignee))
     if member is None:
         raise DomainError(
             "validation_failed", "assigned_therapist_id is not a member of the practice.",
             errors={"json": {"assigned_therapist_id": ["Not a member of the practice."]}})
 
 
-def create_client(db: Session, p: Principal, data: dict[str, Any]) -> Client:
-    if not p.is_admin and data.get("assigned_therapist_id") is None:
-        data["assigned_therapist_id"] = p.user_id
-    _check_assignee(db, p, data.get("assigned_therapist_id"))
+def create_client(db: Session, actor: Actor, data: dict[str, Any]) -> Client:
+    if not actor.is_admin and data.get("assigned_therapist_id") is None:
+        data["assigned_therapist_id"] = actor.user_id
+    _check_assignee(db, actor, data.get("assigned_therapist_id"))
     client = Client(**data)
     db.add(client)
     db.flush()
@@ -82,9 +83,9 @@ def create_client(db: Session, p: Principal, data: dict[str, Any]) -> Client:
     return client
 
 
-def update_client(db: Session, p: Principal, client: Client, data: dict[str, Any]) -> Client:
+def update_client(db: Session, actor: Actor, client: Client, data: dict[str, Any]) -> Client:
     if "assigned_therapist_id" in data:
-        _check_assignee(db, p, data["assigned_therapist_id"])
+        _check_assignee(db, actor, data["assigned_therapist_id"])
     for key, value in data.items():
         setattr(client, key, value)
     db.flush()

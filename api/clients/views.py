@@ -7,13 +7,14 @@ from typing import Any
 
 from flask.views import MethodView
 
-from api.auth import any_member, principal
+from api.auth import actor, any_member
 from api.blueprint import Blueprint
 from api.clients import operations
 from api.clients.schemas import ClientPatchSchema, ClientQueryArgsSchema, ClientSchema
-from api.common import audit, check_if_match, read_audit, require_if_match, with_etag
+from api.common import audit, check_if_match, require_if_match, with_etag
 from api.db import session
 from api.examples import CLIENT, CLIENT_CREATE, CLIENT_PATCH
+from api.pagination import ReadAudit
 
 blp = Blueprint("clients", __name__, url_prefix="/api/v1/clients",
                 description="Clients of the practice. Therapists see only their own.")
@@ -34,9 +35,9 @@ class Clients(MethodView):
         (`client.list`, with the ids on the page).
         """
         items, total = operations.list_clients(
-            session(), principal(), status=args.get("status"),
+            session(), actor(), status=args.get("status"),
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
-            audit=read_audit("client.list", "client"),
+            audit=ReadAudit(actor(), "client.list", "client"),
         )
         pagination_parameters.item_count = total
         return items
@@ -53,8 +54,8 @@ class Clients(MethodView):
         client a therapist creates without one is assigned to them. Returns the client
         with its `ETag`.
         """
-        client = operations.create_client(session(), principal(), data)
-        audit(session(), "client.create", "client", [client.id])
+        client = operations.create_client(session(), actor(), data)
+        audit(session(), actor(), "client.create", "client", [client.id])
         return with_etag(client)
 
 
@@ -70,8 +71,8 @@ class ClientsById(MethodView):
         404 when the client does not exist, belongs to another practice, or is not
         assigned to the calling therapist. The read is audited (`client.read`).
         """
-        client = operations.get_client(session(), principal(), client_id)
-        audit(session(), "client.read", "client", [client.id])
+        client = operations.get_client(session(), actor(), client_id)
+        audit(session(), actor(), "client.read", "client", [client.id])
         return with_etag(client)
 
     @any_member
@@ -88,9 +89,9 @@ class ClientsById(MethodView):
         as on create apply. Returns the client with its new `ETag`.
         """
         if_match = require_if_match()
-        db, p = session(), principal()
+        db, p = session(), actor()
         client = operations.get_client(db, p, client_id)
         check_if_match(client, if_match)
         client = operations.update_client(db, p, client, data)
-        audit(session(), "client.update", "client", [client.id])
+        audit(session(), actor(), "client.update", "client", [client.id])
         return with_etag(client)

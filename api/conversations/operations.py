@@ -8,17 +8,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.clients.operations import visible_client_ids
-from api.domain import DomainError, Principal
+from api.domain import DomainError
 from models import Client, Conversation
+from tenancy.actor import Actor
 
 
-def get_conversation(db: Session, p: Principal,
+def get_conversation(db: Session, actor: Actor,
                      conversation_id: uuid.UUID) -> tuple[Conversation, Client]:
     """A conversation about a client ``p`` may see, with that client; else not found."""
     row = db.execute(
         select(Conversation, Client).join(Client, Client.id == Conversation.client_id)
         .where(Conversation.id == conversation_id)
-        .where(Client.id.in_(visible_client_ids(p)))
+        .where(Client.id.in_(visible_client_ids(actor)))
     ).one_or_none()
     if row is None:
         raise DomainError("not_found", "No such conversation.")

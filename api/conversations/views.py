@@ -11,10 +11,10 @@ from flask.views import MethodView
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from api.auth import any_member, principal
+from api.auth import actor, any_member
 from api.blueprint import Blueprint
 from api.clients.operations import get_client, pseudonymizer_for
-from api.common import audit, read_audit
+from api.common import audit
 from api.conversations.operations import get_conversation
 from api.conversations.schemas import (
     ConversationCreateSchema,
@@ -22,7 +22,7 @@ from api.conversations.schemas import (
     MessageCreateSchema,
     MessageSchema,
 )
-from api.db import session
+from api.db import commit_request, session
 from api.examples import (
     CONVERSATION,
     CONVERSATION_CREATE,
@@ -31,11 +31,12 @@ from api.examples import (
     MESSAGES,
 )
 from api.llm import gateway
-from api.pagination import PageQuery, fetch_page, page_query
-from api.sse import start_llm_call, stream_reply, wants_event_stream
+from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
+from api.sse import stream_reply, wants_event_stream
 from llm.gateway import Usage
 from llm.prompts import CHAT_HISTORY, CHAT_MAX_TOKENS, chat_messages
 from models import Conversation, ConversationMessage
+from tenancy.actor import Actor
 
 blp = Blueprint("conversations", __name__, url_prefix="/api/v1",
                 description="Case chat with the model about one client.")
@@ -56,13 +57,12 @@ def _message_pages() -> PageQuery:
         order_by=(ConversationMessage.created_at, ConversationMessage.id))
 
 
-def _save_turn(db: Session, conversation_id: uuid.UUID, question: str, answer: str,
-               usage: Usage) -> ConversationMessage:
-    p = principal()
+def _save_turn(db: Session, a: Actor, conversation_id: uuid.UUID, question: str,
+               answer: str, usage: Usage) -> ConversationMessage:
     # Explicit times: now() is the transaction's start, the same for both turns.
     asked_at = dt.datetime.now(dt.UTC)
     asked = ConversationMessage(conversation_id=conversation_id, role="user", content=question,
-                                author_id=p.user_id, created_at=asked_at)
+                                author_id=a.user_id, created_at=asked_at)
     db.add(asked)
     answered = ConversationMessage(conversation_id=conversation_id, role="assistant",
                                    content=answer, prompt_tokens=usage.prompt_tokens,
@@ -71,7 +71,7 @@ def _save_turn(db: Session, conversation_id: uuid.UUID, question: str, answer: s
     db.add(answered)
     db.flush()
     db.refresh(answered)
-    audit(db, "conversation.message", "conversation", [conversation_id])
+    audit(db, a, "conversation.message", "conversation", [conversation_id])
     return answered
 
 
@@ -88,11 +88,11 @@ class ClientConversations(MethodView):
         (`conversation.list`).
         """
         db = session()
-        client = get_client(db, principal(), client_id)
+        client = get_client(db, actor(), client_id)
         items, total = fetch_page(
             db, _conversation_pages(), params={"client_id": client.id},
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
-            audit=read_audit("conversation.list", "conversation"))
+            audit=ReadAudit(actor(), "conversation.list", "conversation"))
         pagination_parameters.item_count = total
         return items
 
@@ -106,13 +106,13 @@ class ClientConversations(MethodView):
         The body is an empty JSON object, or no body at all. Ask questions with
         `POST /conversations/{conversation_id}/messages`.
         """
-        db, p = session(), principal()
+        db, p = session(), actor()
         client = get_client(db, p, client_id)
         conversation = Conversation(client_id=client.id, created_by=p.user_id)
         db.add(conversation)
         db.flush()
         db.refresh(conversation)
-        audit(session(), "conversation.create", "conversation", [conversation.id])
+        audit(session(), actor(), "conversation.create", "conversation", [conversation.id])
         return conversation
 
 
@@ -128,12 +128,12 @@ class ConversationMessages(MethodView):
         The caller's questions (`role` `user`) and the model's replies (`assistant`, with
         their token `usage`). 404 when the caller may not see the conversation's client.
         """
-        conversation, _client = get_conversation(session(), principal(), conversation_id)
+        conversation, _client = get_conversation(session(), actor(), conversation_id)
         items, total = fetch_page(
             session(), _message_pages(), params={"conversation_id": conversation.id},
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size)
         pagination_parameters.item_count = total
-        audit(session(), "conversation.read", "conversation", [conversation.id])
+        audit(session(), actor(), "conversation.read", "conversation", [conversation.id])
         return items
 
     @any_member
@@ -150,8 +150,8 @@ class ConversationMessages(MethodView):
         against the practice's token budget (429 with `Retry-After`). With
         `Accept: text/event-stream` the reply streams as server-sent events.
         """
-        db = session()
-        conversation, client = get_conversation(session(), principal(), conversation_id)
+        db, a = session(), actor()
+        conversation, client = get_conversation(db, a, conversation_id)
         history = [(m.role, m.content) for m in db.scalars(
             select(ConversationMessage)
             .where(ConversationMessage.conversation_id == conversation.id)
@@ -159,20 +159,21 @@ class ConversationMessages(MethodView):
             .limit(CHAT_HISTORY))][::-1]
         pseudonymizer = pseudonymizer_for(db, client)
         messages = chat_messages(history, data["content"])
-        audit(session(), "conversation.read", "conversation", [conversation.id])
-        ctx = start_llm_call(db, "case_chat")
+        audit(db, a, "conversation.read", "conversation", [conversation.id])
+        commit_request(db)  # no transaction stays open while the model writes
         if not wants_event_stream():
-            completion = gateway().complete(ctx, messages, max_tokens=CHAT_MAX_TOKENS,
+            completion = gateway().complete(a, "case_chat", messages,
+                                            max_tokens=CHAT_MAX_TOKENS,
                                             pseudonymizer=pseudonymizer)
-            answer = _save_turn(db, conversation.id, data["content"], completion.text,
+            answer = _save_turn(db, a, conversation.id, data["content"], completion.text,
                                 completion.usage)
             return answer
-        stream = gateway().stream(ctx, messages, max_tokens=CHAT_MAX_TOKENS,
+        stream = gateway().stream(a, "case_chat", messages, max_tokens=CHAT_MAX_TOKENS,
                                   pseudonymizer=pseudonymizer)
 
         def save(stream_db: Session, done: Any) -> tuple[str, str]:
-            answer = _save_turn(stream_db, conversation.id, data["content"], done.text,
+            answer = _save_turn(stream_db, a, conversation.id, data["content"], done.text,
                                 done.usage)
             return "message_id", str(answer.id)
 
-        return stream_reply(stream, ctx, save)
+        return stream_reply(stream, a, save)

@@ -9,20 +9,21 @@ import marshmallow as ma
 from flask.views import MethodView
 from sqlalchemy.orm import Session
 
-from api.auth import any_member, principal
+from api.auth import actor, any_member
 from api.blueprint import Blueprint
 from api.clients.operations import pseudonymizer_for
 from api.common import audit, with_etag
-from api.db import session
+from api.db import commit_request, session
 from api.errors import abort
 from api.examples import AI_NOTE, DRAFT_REQUEST
 from api.llm import gateway
 from api.notes.operations import create_note
 from api.notes.schemas import NoteSchema
 from api.sessions.operations import get_session
-from api.sse import start_llm_call, stream_reply, wants_event_stream
+from api.sse import stream_reply, wants_event_stream
 from llm.prompts import DRAFT_FORMATS, DRAFT_MAX_TOKENS, draft_messages, parse_draft
 from models import Client, Note
+from tenancy.actor import Actor
 
 blp = Blueprint("drafts", __name__, url_prefix="/api/v1",
                 description="AI-drafted documentation. Drafts are never signed by the AI.")
@@ -33,11 +34,12 @@ class DraftRequestSchema(ma.Schema):
                               validate=ma.validate.OneOf(DRAFT_FORMATS))
 
 
-def _save_draft(db: Session, session_id: uuid.UUID, note_format: str, text: str) -> Note:
-    note = create_note(db, principal(), session_id,
+def _save_draft(db: Session, a: Actor, session_id: uuid.UUID, note_format: str,
+                text: str) -> Note:
+    note = create_note(db, a, session_id,
                        {"format": note_format, "content": parse_draft(note_format, text)},
                        source="ai")
-    audit(db, "note.create", "note", [note.id])
+    audit(db, a, "note.create", "note", [note.id])
     return note
 
 
@@ -61,8 +63,8 @@ class NoteDrafts(MethodView):
         (no `AZURE_OPENAI_ENDPOINT`) a deterministic simulator writes the draft from the
         transcript.
         """
-        db, p = session(), principal()
-        record = get_session(db, p, session_id)
+        db, a = session(), actor()
+        record = get_session(db, a, session_id)
         if not record.transcript:
             abort(422, "no_transcript", "The session has no transcript to draft from.")
         client = db.get(Client, record.client_id)
@@ -71,18 +73,19 @@ class NoteDrafts(MethodView):
         messages = draft_messages(data["format"], record.transcript,
                                   modality=record.modality,
                                   duration_minutes=record.duration_minutes)
-        audit(session(), "session.read", "therapy_session", [record.id])
-        ctx = start_llm_call(db, "note_draft")
+        audit(db, a, "session.read", "therapy_session", [record.id])
+        commit_request(db)  # no transaction stays open while the model writes
         if not wants_event_stream():
-            completion = gateway().complete(ctx, messages, max_tokens=DRAFT_MAX_TOKENS,
+            completion = gateway().complete(a, "note_draft", messages,
+                                            max_tokens=DRAFT_MAX_TOKENS,
                                             pseudonymizer=pseudonymizer)
-            note = _save_draft(db, record.id, data["format"], completion.text)
+            note = _save_draft(db, a, record.id, data["format"], completion.text)
             return with_etag(note)
-        stream = gateway().stream(ctx, messages, max_tokens=DRAFT_MAX_TOKENS,
+        stream = gateway().stream(a, "note_draft", messages, max_tokens=DRAFT_MAX_TOKENS,
                                   pseudonymizer=pseudonymizer)
 
         def save(stream_db: Session, done: Any) -> tuple[str, str]:
-            return "note_id", str(_save_draft(stream_db, record.id, data["format"],
+            return "note_id", str(_save_draft(stream_db, a, record.id, data["format"],
                                               done.text).id)
 
-        return stream_reply(stream, ctx, save)
+        return stream_reply(stream, a, save)

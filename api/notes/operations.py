@@ -10,21 +10,22 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from api.domain import DomainError, Principal
+from api.domain import DomainError
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from api.sessions.operations import visible_sessions
 from models import Note, TherapySession
 from models.note import NOTE_FORMATS
+from tenancy.actor import Actor
 
 
-def visible_notes(p: Principal) -> Select[Note]:
+def visible_notes(actor: Actor) -> Select[Note]:
     """Notes of the sessions ``p`` may see (of the clients ``p`` may see)."""
     return select(Note).where(
-        Note.session_id.in_(visible_sessions(p).with_only_columns(TherapySession.id)))
+        Note.session_id.in_(visible_sessions(actor).with_only_columns(TherapySession.id)))
 
 
-def get_note(db: Session, p: Principal, note_id: uuid.UUID) -> Note:
-    note = db.scalars(visible_notes(p).where(Note.id == note_id)).one_or_none()
+def get_note(db: Session, actor: Actor, note_id: uuid.UUID) -> Note:
+    note = db.scalars(visible_notes(actor).where(Note.id == note_id)).one_or_none()
     if note is None:
         raise DomainError("not_found", "No such note.")
     return note
@@ -52,11 +53,11 @@ def list_notes(db: Session, record: TherapySession, *, offset: int, limit: int,
                       limit=limit, audit=audit)
 
 
-def create_note(db: Session, p: Principal, session_id: uuid.UUID, data: dict[str, Any], *,
+def create_note(db: Session, actor: Actor, session_id: uuid.UUID, data: dict[str, Any], *,
                 source: str = "manual") -> Note:
     """Write a draft note of a visible session (manual, or drafted by the model)."""
     check_sections(data["format"], data["content"])
-    note = Note(session_id=session_id, author_id=p.user_id, source=source, status="draft",
+    note = Note(session_id=session_id, author_id=actor.user_id, source=source, status="draft",
                 **data)
     db.add(note)
     db.flush()
@@ -82,11 +83,11 @@ def update_note(db: Session, note: Note, data: dict[str, Any]) -> Note:
     return note
 
 
-def sign_note(db: Session, p: Principal, note: Note) -> Note:
+def sign_note(db: Session, actor: Actor, note: Note) -> Note:
     """Sign a draft as the caller; a signed note is final."""
     _ensure_draft(note)
     note.status = "signed"
-    note.signed_by = p.user_id
+    note.signed_by = actor.user_id
     note.signed_at = dt.datetime.now(dt.UTC)
     db.flush()
     db.refresh(note)

@@ -7,13 +7,14 @@ from typing import Any
 
 from flask.views import MethodView
 
-from api.auth import any_member, principal
+from api.auth import actor, any_member
 from api.blueprint import Blueprint
-from api.common import audit, check_if_match, read_audit, require_if_match, with_etag
+from api.common import audit, check_if_match, require_if_match, with_etag
 from api.db import session
 from api.examples import NOTE, NOTE_CREATE, NOTE_PATCH, SIGNED_NOTE
 from api.notes import operations
 from api.notes.schemas import NotePatchSchema, NoteSchema
+from api.pagination import ReadAudit
 from api.sessions.operations import get_session
 
 blp = Blueprint("notes", __name__, url_prefix="/api/v1",
@@ -34,11 +35,11 @@ class SessionNotes(MethodView):
         not see the session's client. The read is audited (`note.list`).
         """
         db = session()
-        record = get_session(db, principal(), session_id)
+        record = get_session(db, actor(), session_id)
         items, total = operations.list_notes(
             db, record, offset=pagination_parameters.first_item,
             limit=pagination_parameters.page_size,
-            audit=read_audit("note.list", "note"),
+            audit=ReadAudit(actor(), "note.list", "note"),
         )
         pagination_parameters.item_count = total
         return items
@@ -56,10 +57,10 @@ class SessionNotes(MethodView):
         `intervention`, `response`, `plan`; free `text`. Another section is a 422. The
         note starts as a draft by the caller; sign it to make it final.
         """
-        db, p = session(), principal()
+        db, p = session(), actor()
         record = get_session(db, p, session_id)
         note = operations.create_note(db, p, record.id, data)
-        audit(session(), "note.create", "note", [note.id])
+        audit(session(), actor(), "note.create", "note", [note.id])
         return with_etag(note)
 
 
@@ -75,8 +76,8 @@ class NotesById(MethodView):
         404 when the note does not exist or its client is not visible to the caller. The
         read is audited (`note.read`).
         """
-        note = operations.get_note(session(), principal(), note_id)
-        audit(session(), "note.read", "note", [note.id])
+        note = operations.get_note(session(), actor(), note_id)
+        audit(session(), actor(), "note.read", "note", [note.id])
         return with_etag(note)
 
     @any_member
@@ -95,10 +96,10 @@ class NotesById(MethodView):
         """
         if_match = require_if_match()
         db = session()
-        note = operations.get_note(db, principal(), note_id)
+        note = operations.get_note(db, actor(), note_id)
         check_if_match(note, if_match)
         note = operations.update_note(db, note, data)
-        audit(session(), "note.update", "note", [note.id])
+        audit(session(), actor(), "note.update", "note", [note.id])
         return with_etag(note)
 
 
@@ -115,7 +116,7 @@ class NoteSignature(MethodView):
         `precondition_failed` when someone changed or signed it at the same moment (read
         it again before signing). No body.
         """
-        db, p = session(), principal()
+        db, p = session(), actor()
         note = operations.sign_note(db, p, operations.get_note(db, p, note_id))
-        audit(session(), "note.sign", "note", [note.id])
+        audit(session(), actor(), "note.sign", "note", [note.id])
         return with_etag(note)

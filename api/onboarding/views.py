@@ -8,7 +8,7 @@ from flask import current_app
 from flask.views import MethodView
 from sqlalchemy import text
 
-from api.auth import authenticated, principal
+from api.auth import authenticated, caller_id
 from api.blueprint import Blueprint
 from api.db import get_db
 from api.errors import abort
@@ -36,7 +36,7 @@ class Tenants(MethodView):
         `admin` role, before calling the practice's routes.
         """
         record = create_tenant(
-            get_db().owner_engine, name=data["name"], admin_user_id=principal().user_id,
+            get_db().owner_engine, name=data["name"], admin_user_id=caller_id(),
             app_role=current_app.config["DATABASE_APP_ROLE"],
         )
         current_app.logger.info("tenant created", extra={"tenant_id": str(record.id)})
@@ -66,7 +66,7 @@ class InvitationAcceptance(MethodView):
         """
         if len(code) > 128:
             abort(404, *_OUTCOMES["invalid"][1:])
-        user_id = principal().user_id
+        user_id = caller_id()
         with get_db().engine.begin() as conn:
             row = conn.execute(
                 text("SELECT * FROM public.accept_invitation(:h, :u)"),

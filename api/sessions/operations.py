@@ -10,18 +10,19 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from api.clients.operations import visible_client_ids
-from api.domain import DomainError, Principal
+from api.domain import DomainError
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from models import Client, TherapySession
+from tenancy.actor import Actor
 
 
-def visible_sessions(p: Principal) -> Select[TherapySession]:
+def visible_sessions(actor: Actor) -> Select[TherapySession]:
     """Sessions of the clients ``p`` may see."""
-    return select(TherapySession).where(TherapySession.client_id.in_(visible_client_ids(p)))
+    return select(TherapySession).where(TherapySession.client_id.in_(visible_client_ids(actor)))
 
 
-def get_session(db: Session, p: Principal, session_id: uuid.UUID) -> TherapySession:
-    found = db.scalars(visible_sessions(p).where(TherapySession.id == session_id)).one_or_none()
+def get_session(db: Session, actor: Actor, session_id: uuid.UUID) -> TherapySession:
+    found = db.scalars(visible_sessions(actor).where(TherapySession.id == session_id)).one_or_none()
     if found is None:
         raise DomainError("not_found", "No such session.")
     return found

@@ -7,12 +7,13 @@ from typing import Any
 
 from flask.views import MethodView
 
-from api.auth import any_member, principal
+from api.auth import actor, any_member
 from api.blueprint import Blueprint
 from api.clients.operations import get_client
-from api.common import audit, check_if_match, read_audit, require_if_match, with_etag
+from api.common import audit, check_if_match, require_if_match, with_etag
 from api.db import session
 from api.examples import SESSION, SESSION_CREATE, SESSION_PATCH
+from api.pagination import ReadAudit
 from api.sessions import operations
 from api.sessions.schemas import TherapySessionPatchSchema, TherapySessionSchema
 
@@ -34,11 +35,11 @@ class ClientSessions(MethodView):
         audited (`session.list`).
         """
         db = session()
-        client = get_client(db, principal(), client_id)
+        client = get_client(db, actor(), client_id)
         items, total = operations.list_sessions(
             db, client, offset=pagination_parameters.first_item,
             limit=pagination_parameters.page_size,
-            audit=read_audit("session.list", "therapy_session"),
+            audit=ReadAudit(actor(), "session.list", "therapy_session"),
         )
         pagination_parameters.item_count = total
         return items
@@ -56,9 +57,9 @@ class ClientSessions(MethodView):
         from. 404 when the caller may not see the client.
         """
         db = session()
-        client = get_client(db, principal(), client_id)
+        client = get_client(db, actor(), client_id)
         record = operations.create_session(db, client, data)
-        audit(session(), "session.create", "therapy_session", [record.id])
+        audit(session(), actor(), "session.create", "therapy_session", [record.id])
         return with_etag(record)
 
 
@@ -74,8 +75,8 @@ class SessionsById(MethodView):
         404 when the session does not exist or its client is not visible to the caller.
         The read is audited (`session.read`).
         """
-        record = operations.get_session(session(), principal(), session_id)
-        audit(session(), "session.read", "therapy_session", [record.id])
+        record = operations.get_session(session(), actor(), session_id)
+        audit(session(), actor(), "session.read", "therapy_session", [record.id])
         return with_etag(record)
 
     @any_member
@@ -93,8 +94,8 @@ class SessionsById(MethodView):
         """
         if_match = require_if_match()
         db = session()
-        record = operations.get_session(db, principal(), session_id)
+        record = operations.get_session(db, actor(), session_id)
         check_if_match(record, if_match)
         record = operations.update_session(db, record, data)
-        audit(session(), "session.update", "therapy_session", [record.id])
+        audit(session(), actor(), "session.update", "therapy_session", [record.id])
         return with_etag(record)

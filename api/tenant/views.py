@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from sqlalchemy import select
 
-from api.auth import any_member, principal
+from api.auth import actor, any_member
 from api.blueprint import Blueprint
 from api.db import session
 from api.examples import TENANT
@@ -28,7 +28,7 @@ class CurrentTenant(MethodView):
         The practice named by the token, with the caller's current role in it. A quick
         way to check that a token works.
         """
-        p = principal()
+        p = actor()
         tenant = session().scalars(select(Tenant).where(Tenant.id == p.tenant_id)).one()
         return {"id": tenant.id, "name": tenant.name, "status": tenant.status,
                 "role": p.role, "created_at": tenant.created_at}

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask, jsonify
 
 from api import create_app
-from api.auth import principal, tenant_member
+from api.auth import actor, tenant_member
 from api.common import audit
 from api.db import AUDIT_KEY, session
 from models import Client
@@ -26,9 +26,9 @@ def _write_then_fail_the_audit() -> Any:
     db = session()
     db.add(Client(first_name="Partial", last_name="Write"))
     db.flush()
-    audit(db, "client.create", "client", [])
+    audit(db, actor(), "client.create", "client", [])
     db.info[AUDIT_KEY][-1]["actor_role"] = "x" * 500
-    return jsonify(user=principal().user_id)
+    return jsonify(user=actor().user_id)
 
 
 def _write_and_audit() -> Any:
@@ -36,8 +36,8 @@ def _write_and_audit() -> Any:
     client = Client(first_name="Whole", last_name="Write")
     db.add(client)
     db.flush()
-    audit(db, "client.create", "client", [client.id])
-    audit(db, "client.read", "client", [client.id])  # two events: one multi-row INSERT
+    audit(db, actor(), "client.create", "client", [client.id])
+    audit(db, actor(), "client.read", "client", [client.id])  # two events: one multi-row INSERT
     return jsonify(id=str(client.id))
 
 

@@ -28,3 +28,41 @@ def test_domain_errors_use_registered_codes():
     with pytest.raises(KeyError):
         DomainError("no_such_code", "x")
     assert DomainError("not_found", "No such client.").code == "not_found"
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(s for sub in cls.__subclasses__() for s in _subclasses(sub))]
+
+
+def test_every_exception_a_request_can_raise_has_a_registered_code():
+    """api.errors maps exceptions by their registered code: an unregistered one would be a
+    500. Only the abstract bases (never raised) may lack one."""
+    from api.error_codes import ERROR_CODES
+    from api.tokens import IdentityProviderUnavailable
+    from llm.errors import AdmissionRefused, LLMError
+    from tenancy.errors import TenancyError, TenantAccessDenied
+
+    bases = {TenancyError, TenantAccessDenied, LLMError, AdmissionRefused}
+    classes = [*_subclasses(TenancyError), *_subclasses(LLMError), IdentityProviderUnavailable]
+    unregistered = sorted(c.__name__ for c in classes
+                          if c not in bases and c.code not in ERROR_CODES)
+    assert unregistered == []
+
+
+def test_no_actor_is_read_back_from_session_or_request_state():
+    """One Actor, passed explicitly: the record operations take it as an argument, and no
+    module reads a role or tenant back from session.info or flask.g except api.auth
+    (which sets it) and tenancy.context (which re-enters it)."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    readers = []
+    for path in [*root.glob("api/**/*.py"), *root.glob("llm/*.py"), *root.glob("tenancy/*.py")]:
+        text = path.read_text()
+        rel = path.relative_to(root).as_posix()
+        if rel in ("api/auth.py", "tenancy/context.py", "api/logs.py"):
+            continue
+        for needle in ('g.actor', 'g.get("actor")', "ACTOR_KEY", "ROLE_KEY", "g.principal"):
+            if needle in text:
+                readers.append((rel, needle))
+    assert readers == []

@@ -122,17 +122,20 @@ def test_a_refused_list_writes_no_event(practice, make_practice):
 
 def test_an_engine_without_the_audit_hook_fails_closed(app):
     """Records never leave unaudited: without the hook, fetch_page raises after the query."""
-    from sqlalchemy import select
+    import uuid
+
+    from sqlalchemy import create_engine, select
     from sqlalchemy.orm import Session
 
     from api.db import get_db_config
     from api.pagination import ReadAudit, fetch_page
     from models import Tenant
-    from tenancy.database import create_app_engine
+    from tenancy.actor import Actor
+    from tenancy.database import app_url
 
-    engine = create_app_engine(get_db_config(app))
-    audit = ReadAudit(actor_id="u", actor_role="admin", action="client.list",
-                      resource_type="client", request_id=None)
+    engine = create_engine(app_url(get_db_config(app)))  # not create_app_engine: no hooks
+    audit = ReadAudit(Actor(tenant_id=uuid.uuid4(), user_id="u", role="admin"),
+                      "client.list", "client")
     try:
         with Session(engine) as db, pytest.raises(RuntimeError, match="audit hook"):
             fetch_page(db, select(Tenant), order_by=(Tenant.id,), offset=0, limit=5,

@@ -21,12 +21,12 @@ import pytest
 import llm.gateway as gateway_module
 from api import create_app
 from llm.errors import LLMUnavailable
-from llm.gateway import CallContext
 from llm.ledger import Pricing
 from llm.prompts import DRAFT_MAX_TOKENS, draft_messages
 from llm.pseudonymize import Identity, Pseudonymizer
 from llm.simulator import CHUNK_WORDS, Fault, draft_for
 from llm.tokens import count_messages, count_text, truncate
+from tenancy.actor import Actor
 from tests.conftest import app_config
 
 DEPLOYMENT = "gpt-4o-mini"
@@ -225,8 +225,8 @@ def test_metering_is_exact_across_outcomes(make_app, make_practice, admin_conn):
 
     # 6) The user disconnects after the first piece: close() drains the upstream, so the
     #    provider's full usage is metered.
-    ctx = CallContext(tenant_id=practice.id, user_id=practice.admin.sub, feature="note_draft")
-    stream = gw.stream(ctx, masked, max_tokens=DRAFT_MAX_TOKENS)
+    stream = gw.stream(Actor(tenant_id=practice.id, user_id=practice.admin.sub, role="admin"),
+                       "note_draft", masked, max_tokens=DRAFT_MAX_TOKENS)
     pieces_read = iter(stream)
     assert next(pieces_read)
     stream.close()
@@ -688,8 +688,8 @@ def test_stream_is_cut_off_at_its_time_limit(app, make_practice, monkeypatch):
     """A reply streamed past STREAM_MAX_SECONDS ends as failed and releases its reservation."""
     practice = make_practice()
     gw = app.extensions["clinai_llm"]
-    stream = gw.stream(CallContext(tenant_id=practice.id, user_id=practice.admin.sub,
-                                   feature="note_draft"),
+    stream = gw.stream(Actor(tenant_id=practice.id, user_id=practice.admin.sub, role="admin"),
+                       "note_draft",
                        [{"role": "user", "content": "Walked daily. Slept well. " * 50}],
                        max_tokens=DRAFT_MAX_TOKENS)
     monkeypatch.setattr(gateway_module, "STREAM_MAX_SECONDS", -1.0)

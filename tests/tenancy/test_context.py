@@ -17,8 +17,9 @@ import pytest
 from flask import Flask
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import sessionmaker
 
-from tenancy.context import TenantContext, enter_tenant
+from tenancy.context import enter_tenant, install, open_session, reopen_session
 from tenancy.database import DatabaseConfig, create_app_engine
 from tenancy.errors import NotAMember, TenantInactive, TenantUnknown
 from tests.conftest import APP_PASSWORD, APP_ROLE, OWNER_ROLE
@@ -57,7 +58,7 @@ def test_the_context_opens_the_transaction_and_ends_with_it(
         conn.rollback()
         driver = driver_of(conn)
         assert driver.info.transaction_status == TransactionStatus.IDLE
-        role = enter_tenant(conn, TenantContext(practice.id, practice.admin.sub),
+        role = enter_tenant(conn, practice.id, practice.admin.sub,
                             relaxed_commit=True)
         assert role == "admin"
         assert driver.info.transaction_status == TransactionStatus.INTRANS
@@ -69,7 +70,7 @@ def test_the_context_opens_the_transaction_and_ends_with_it(
         assert schema != f"t_{practice.id.hex}"
         conn.rollback()
         # Without relaxing, the commit keeps the server's setting.
-        enter_tenant(conn, TenantContext(practice.id, practice.admin.sub))
+        enter_tenant(conn, practice.id, practice.admin.sub)
         assert settings(conn) == (str(practice.id), f"t_{practice.id.hex}", default_commit)
         driver.rollback()
 
@@ -82,7 +83,7 @@ def test_a_connection_with_an_isolation_level_gets_it(
         driver = driver_of(conn)
         driver.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         try:
-            enter_tenant(conn, TenantContext(practice.id, practice.admin.sub))
+            enter_tenant(conn, practice.id, practice.admin.sub)
             assert not driver.autocommit
             assert conn.scalar(text("SHOW transaction_isolation")) == "repeatable read"
             assert settings(conn)[0] == str(practice.id)
@@ -96,7 +97,7 @@ def test_a_checked_out_connection_has_implicit_transactions_again(
 ) -> None:
     practice = make_practice("Rueckgabe")
     with engine.connect() as conn:
-        enter_tenant(conn, TenantContext(practice.id, practice.admin.sub))
+        enter_tenant(conn, practice.id, practice.admin.sub)
         driver = driver_of(conn)
         assert driver.autocommit  # enter_tenant sent BEGIN itself
         driver.commit()
@@ -124,7 +125,7 @@ def test_entering_inside_an_open_transaction(
         conn.execute(text("SELECT 1"))  # the driver's implicit BEGIN
         driver = driver_of(conn)
         assert not driver.autocommit
-        assert enter_tenant(conn, TenantContext(practice.id, practice.admin.sub)) == "admin"
+        assert enter_tenant(conn, practice.id, practice.admin.sub) == "admin"
         assert settings(conn)[:2] == (str(practice.id), f"t_{practice.id.hex}")
         conn.rollback()
         assert settings(conn)[0] == ""
@@ -133,15 +134,15 @@ def test_entering_inside_an_open_transaction(
 def test_who_may_not_enter(engine: Engine, make_practice: Callable[..., Any],
                            admin_conn: psycopg.Connection[Any]) -> None:
     practice, other = make_practice("Eigene"), make_practice("Fremde")
-    cases: list[tuple[TenantContext, type[Exception]]] = [
-        (TenantContext(uuid.uuid4(), practice.admin.sub), TenantUnknown),
-        (TenantContext(practice.id, other.admin.sub), NotAMember),
-        (TenantContext(practice.id, "nobody"), NotAMember),
+    cases: list[tuple[tuple[uuid.UUID, str], type[Exception]]] = [
+        ((uuid.uuid4(), practice.admin.sub), TenantUnknown),
+        ((practice.id, other.admin.sub), NotAMember),
+        ((practice.id, "nobody"), NotAMember),
     ]
     for context, error in cases:
         with engine.connect() as conn:
             with pytest.raises(error):
-                enter_tenant(conn, context)
+                enter_tenant(conn, *context)
             conn.rollback()
         with engine.connect() as conn:  # the refused transaction left nothing behind
             assert settings(conn)[0] == ""
@@ -149,4 +150,35 @@ def test_who_may_not_enter(engine: Engine, make_practice: Callable[..., Any],
     admin_conn.execute("UPDATE public.tenants SET status = 'suspended' WHERE id = %s",
                        (practice.id,))
     with engine.connect() as conn, pytest.raises(TenantInactive):
-        enter_tenant(conn, TenantContext(practice.id, practice.admin.sub))
+        enter_tenant(conn, practice.id, practice.admin.sub)
+
+
+def test_a_session_re_enters_as_its_actor_and_refuses_a_changed_role(
+    engine: Engine, make_practice: Callable[..., Any], admin_conn: psycopg.Connection[Any],
+) -> None:
+    """The Actor is resolved once; every later transaction re-enters as that actor, and a
+    membership whose role changed in between is refused rather than acted on."""
+    practice = make_practice("Rolle")
+    factory = sessionmaker(engine)
+    install(factory)
+    session, actor = open_session(factory, practice.id, practice.admin.sub, request_id="r-1")
+    try:
+        assert (actor.tenant_id, actor.user_id, actor.role, actor.request_id) == (
+            practice.id, practice.admin.sub, "admin", "r-1")
+        session.commit()  # the next statement opens a second transaction: re-entered
+        assert settings(session.connection())[:2] == (str(practice.id),
+                                                      f"t_{practice.id.hex}")
+        session.rollback()
+        reopened = reopen_session(factory, actor)
+        assert settings(reopened.connection())[0] == str(practice.id)
+        reopened.close()
+        admin_conn.execute("UPDATE public.memberships SET role = 'therapist' "
+                           "WHERE tenant_id = %s AND user_id = %s",
+                           (practice.id, practice.admin.sub))
+        with pytest.raises(NotAMember, match="role"):
+            session.connection()
+        session.rollback()
+        with pytest.raises(NotAMember, match="role"):
+            reopen_session(factory, actor)
+    finally:
+        session.close()
