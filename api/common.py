@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from flask import request
 from sqlalchemy.orm import Session
 
+from api.clients.operations import pseudonymizer_for
 from api.db import AUDIT_KEY
 from api.errors import abort
+from llm.pseudonymize import Pseudonymizer
+from models import Client
 from tenancy.actor import Actor
 
 
@@ -74,3 +77,16 @@ def audit(db: Session, actor: Actor, action: str, resource_type: str,
         "resource_ids": list(ids),
         "request_id": actor.request_id,
     })
+
+
+def mask_for_model(db: Session, actor: Actor, client: Client,
+                   messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Pseudonymizer]:
+    """The messages as the model may see them, and the pseudonymiser that restores the
+    reply. Which other clients were masked (their ids, never the text) is audited with
+    the request, before anything is sent."""
+    pseudonymizer = pseudonymizer_for(
+        db, client, [m["content"] for m in messages if isinstance(m.get("content"), str)])
+    masked = pseudonymizer.pseudonymize_messages(messages)
+    if pseudonymizer.masked:
+        audit(db, actor, "client.mask", "client", sorted(pseudonymizer.masked))
+    return masked, pseudonymizer

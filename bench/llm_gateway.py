@@ -175,8 +175,10 @@ def measure(client: AzureOpenAI, gateway: Gateway, ctx: Actor,
         assert response.choices[0].message.content
 
     def through_gateway() -> None:
-        completion = gateway.complete(ctx, "note_draft", messages, max_tokens=max_tokens,
-                                      pseudonymizer=pseudonymizer)
+        # Masking is the caller's step now (api.common.mask_for_model): timed here too.
+        completion = gateway.complete(ctx, "note_draft",
+                                      pseudonymizer.pseudonymize_messages(messages),
+                                      max_tokens=max_tokens, pseudonymizer=pseudonymizer)
         assert "Quenstedt" in completion.text and completion.usage.source == "provider"
 
     direct_ms: list[float] = []
@@ -288,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
             assert state["ok_rows"] == args.warmup + args.calls, state
             assert state["reserved"] == 0, state
             results["ledger"] = state
-            reply = gateway.complete(ctx, "note_draft", messages, max_tokens=args.max_tokens,
+            reply = gateway.complete(ctx, "note_draft",
+                                     pseudonymizer.pseudonymize_messages(messages),
+                                     max_tokens=args.max_tokens,
                                      pseudonymizer=pseudonymizer).text
             results["steps_median_ms"] = breakdown(ledger, tenant.id, messages,
                                                    pseudonymizer, reply, 100)

@@ -1,9 +1,11 @@
-"""The LLM gateway: admission, the provider call with retries, metering, pseudonymisation.
+"""The LLM gateway: admission, the provider call with retries, metering, restoring names.
 
 Every call, whatever its outcome, reserves before it leaves, settles exactly once and
 appends one ledger row. Usage is what the provider reported; only when a stream never
 delivered its usage chunk are the tokens counted locally and the row flagged
 ``estimated``. The gateway is the only retry loop (the SDK has ``max_retries=0``).
+Messages arrive masked (``api.common.mask_for_model``); the caller's pseudonymiser
+restores the reply.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class Gateway:
                  max_tokens: int, pseudonymizer: Pseudonymizer | None = None) -> Completion:
         """Run one non-streamed completion for ``actor``'s ``feature`` (metered to the
         actor's practice); return the reply with real names restored."""
-        call = self._open(actor, feature, messages, max_tokens, pseudonymizer, stream=False)
+        call = self._open(actor, feature, messages, max_tokens, stream=False)
         response = call.response
         usage = Usage.from_provider(response.usage) if response.usage else Usage()
         text = response.choices[0].message.content or "" if response.choices else ""
@@ -128,15 +130,16 @@ class Gateway:
                max_tokens: int, pseudonymizer: Pseudonymizer | None = None) -> GatewayStream:
         """Open a streamed completion. Admission and connection errors raise here, before
         anything is sent to the user; iterate the result for the text."""
-        call = self._open(actor, feature, messages, max_tokens, pseudonymizer, stream=True)
+        call = self._open(actor, feature, messages, max_tokens, stream=True)
         return GatewayStream(self, call, pseudonymizer)
 
     # -- internals ---------------------------------------------------------------------
 
     def _open(self, actor: Actor, feature: str, messages: list[dict[str, Any]],
-              max_tokens: int, pseudonymizer: Pseudonymizer | None, *, stream: bool) -> OpenCall:
-        """Mask, reserve, call with retries; a call that never got a reply is settled here."""
-        masked = pseudonymizer.pseudonymize_messages(messages) if pseudonymizer else messages
+              max_tokens: int, *, stream: bool) -> OpenCall:
+        """Reserve, call with retries; a call that never got a reply is settled here.
+        ``messages`` go to the provider as given (masked by the caller)."""
+        masked = messages
         reservation = self.ledger.reserve(actor.tenant_id, count_messages(masked) + max_tokens)
         call = OpenCall(actor=actor, feature=feature, reservation=reservation, masked=masked,
                         started=time.monotonic())

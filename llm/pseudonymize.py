@@ -5,6 +5,14 @@ name), with titles ("Mr. Quenstedt", "Frau Quenstedt") and possessives
 ("Quenstedt's"), because the placeholder replaces only the name itself. Dates of birth
 are matched in ISO and German notation; e-mail, phone and address literally (phone
 ignoring spacing). The mapping lives only in this object: it is never logged or sent.
+
+The case's client (``people``) gets numbered placeholders (``[PERSON_1_LAST]``) that are
+restored to the stored value: the caller may see that client. Every other client
+(``others``) is masked per typed form (``[OTHER_1]``, ``[OTHER_2]``, ...: one placeholder
+per distinct text the caller wrote, none grouped by person), and restored to exactly what
+the caller typed, never to the stored value: a guess typed into a chat comes back as
+typed, neither completed nor normalised, so the reply confirms nothing. ``masked`` holds
+the keys (client ids) of the other people whose identifiers were masked, for the audit.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ class Identity:
     email: str | None = None
     phone: str | None = None
     address: str | None = None
+    key: Any = None  # the person's id (a client id), reported in ``Pseudonymizer.masked``
 
 
 _MONTHS_DE = ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August",
@@ -65,7 +74,7 @@ def _phone_pattern(phone: str) -> str | None:
 
 # Text that looks like one of our placeholders is defused before masking, so a user can't
 # type "[PERSON_2_LAST]" and have the reply "restored" into someone else's name.
-_PLACEHOLDER_LIKE = re.compile(r"\[(PERSON_\d+_[A-Z]+)\]", re.IGNORECASE)
+_PLACEHOLDER_LIKE = re.compile(r"\[(PERSON_\d+_[A-Z]+|OTHER_\d+)\]", re.IGNORECASE)
 
 
 def _nfc(text: str) -> str:
@@ -90,20 +99,28 @@ def _mentions(person: Identity, text: str, digits: str) -> bool:
     return len(phone) >= 5 and phone[-5:] in digits
 
 
+# A rule: priority (contact details before names), pattern, and the placeholder of the
+# case's client or None for another client's identifier (replaced per typed form), with
+# the keys of the other people the pattern belongs to.
+_Rule = tuple[int, re.Pattern[str], str | None, frozenset[Any]]
+
+
 @dataclass
 class Pseudonymizer:
-    """Maps identifiers to placeholders (``[PERSON_1_LAST]`` ...) and back.
+    """Maps identifiers to placeholders and back (see the module's docstring).
 
-    ``people`` and ``others`` (the practice's other clients, possibly hundreds) get the
-    same patterns; an ``other`` person's patterns are only built once a cheap substring
-    check finds one of their identifiers in a text, so hundreds of known clients cost
-    little. Only placeholders this object produced are ever restored.
+    ``others`` (the practice's other clients that the text may mention) get their
+    patterns only once a cheap substring check finds one of their identifiers in a text.
+    Only placeholders this object produced are ever restored.
     """
 
-    _rules: list[tuple[int, re.Pattern[str], str]] = field(default_factory=list)
+    _rules: list[_Rule] = field(default_factory=list)
+    _other_rules: dict[str, int] = field(default_factory=dict)
     _originals: dict[str, str] = field(default_factory=dict)
     _pending: dict[int, Identity] = field(default_factory=dict)
     _used: set[str] = field(default_factory=set)
+    _typed: dict[str, str] = field(default_factory=dict)
+    masked: set[Any] = field(default_factory=set)
 
     @classmethod
     def for_people(cls, people: Iterable[Identity],
@@ -121,36 +138,63 @@ class Pseudonymizer:
         # longest first, so "Anna-Lena" wins over "Anna".
         self._rules.sort(key=lambda rule: (rule[0], -len(rule[1].pattern)))
 
-    def _add(self, pattern: str, placeholder: str, original: str, *, words: bool) -> None:
+    def _add(self, pattern: str, placeholder: str, original: str, *, words: bool,
+             other: Identity | None) -> None:
         pattern = _nfc(pattern)
         if words:
             # A whole word, or followed by the German genitive "s" ("Quenstedts Mutter"):
             # only the name is replaced, so the "s" survives the round trip.
             pattern = rf"(?<![\w]){pattern}(?=s?(?![\w]))"
         priority = 1 if placeholder.endswith(("_FIRST]", "_LAST]")) else 0
-        self._rules.append((priority, re.compile(pattern, re.IGNORECASE), placeholder))
-        self._originals.setdefault(placeholder, original)
+        if other is None:
+            self._rules.append((priority, re.compile(pattern, re.IGNORECASE), placeholder,
+                                frozenset()))
+            self._originals.setdefault(placeholder, original)
+            return
+        keys = frozenset([other.key]) if other.key is not None else frozenset()
+        index = self._other_rules.get(pattern)
+        if index is None:  # one rule per pattern, whoever else shares the identifier
+            self._other_rules[pattern] = len(self._rules)
+            self._rules.append((priority, re.compile(pattern, re.IGNORECASE), None, keys))
+        else:
+            rule = self._rules[index]
+            self._rules[index] = (rule[0], rule[1], None, rule[3] | keys)
 
-    def _add_person(self, n: int, person: Identity) -> None:
+    def _add_person(self, n: int, person: Identity, *, other: bool = False) -> None:
+        who = person if other else None
         for part, value in (("FIRST", person.first_name), ("LAST", person.last_name)):
             if value and len(value.strip()) >= 2:
                 value = value.strip()
-                self._add(re.escape(value), f"[PERSON_{n}_{part}]", value, words=True)
+                self._add(re.escape(value), f"[PERSON_{n}_{part}]", value, words=True,
+                          other=who)
                 # Hyphenated or double names: each part alone identifies too.
                 for piece in re.split(r"[\s\-]+", value):
                     if len(piece) >= 3 and piece != value:
-                        self._add(re.escape(piece), f"[PERSON_{n}_{part}]", value, words=True)
+                        self._add(re.escape(piece), f"[PERSON_{n}_{part}]", value,
+                                  words=True, other=who)
         if person.date_of_birth:
             for variant in _date_variants(person.date_of_birth):
                 self._add(re.escape(variant), f"[PERSON_{n}_DOB]",
-                          person.date_of_birth.isoformat(), words=True)
+                          person.date_of_birth.isoformat(), words=True, other=who)
         if person.email:
-            self._add(re.escape(person.email), f"[PERSON_{n}_EMAIL]", person.email, words=False)
+            self._add(re.escape(person.email), f"[PERSON_{n}_EMAIL]", person.email,
+                      words=False, other=who)
         if person.phone and (pattern := _phone_pattern(person.phone)):
-            self._add(pattern, f"[PERSON_{n}_PHONE]", person.phone, words=False)
+            self._add(pattern, f"[PERSON_{n}_PHONE]", person.phone, words=False, other=who)
         if person.address and len(person.address.strip()) >= 4:
             self._add(re.escape(person.address.strip()), f"[PERSON_{n}_ADDRESS]",
-                      person.address.strip(), words=False)
+                      person.address.strip(), words=False, other=who)
+
+    def _as_typed(self, match: re.Match[str]) -> str:
+        """Another client's identifier: a placeholder that restores to the typed text."""
+        typed = match.group(0)
+        placeholder = self._typed.get(typed)
+        if placeholder is None:
+            placeholder = f"[OTHER_{len(self._typed) + 1}]"
+            self._typed[typed] = placeholder
+            self._originals[placeholder] = typed
+        self._used.add(placeholder)
+        return placeholder
 
     def pseudonymize(self, text: str) -> str:
         text = _PLACEHOLDER_LIKE.sub(r"(\1)", _nfc(text))
@@ -158,10 +202,15 @@ class Pseudonymizer:
             digits = re.sub(r"\D", "", text)
             found = [n for n, person in self._pending.items() if _mentions(person, text, digits)]
             for number in found:
-                self._add_person(number, self._pending.pop(number))
+                self._add_person(number, self._pending.pop(number), other=True)
             if found:
                 self._sort()
-        for _priority, pattern, placeholder in self._rules:
+        for _priority, pattern, placeholder, keys in self._rules:
+            if placeholder is None:
+                text, count = pattern.subn(self._as_typed, text)
+                if count:
+                    self.masked |= keys
+                continue
             text, count = pattern.subn(placeholder, text)
             if count:
                 self._used.add(placeholder)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, Text, bindparam, cast, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from api.domain import DomainError
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from llm.pseudonymize import Identity, Pseudonymizer
 from models import Client, Membership
+from models.identity import text_keys
 from tenancy.actor import Actor
 
 
@@ -93,26 +96,28 @@ def update_client(db: Session, actor: Actor, client: Client, data: dict[str, Any
     return client
 
 
-# Other clients of the practice masked too (a transcript may mention one), newest first.
-OTHER_CLIENTS_MASKED = 500
-
-
 def identity_of(client: Client) -> Identity:
     contact = client.contact or {}
     return Identity(first_name=client.first_name, last_name=client.last_name,
                     date_of_birth=client.date_of_birth, email=contact.get("email"),
-                    phone=contact.get("phone"), address=contact.get("address"))
+                    phone=contact.get("phone"), address=contact.get("address"),
+                    key=client.id)
 
 
-def pseudonymizer_for(db: Session, client: Client) -> Pseudonymizer:
-    """Mask the case's client (``[PERSON_1_...]``) and the names of the practice's other
-    known clients.
+def pseudonymizer_for(db: Session, client: Client, texts: Iterable[str]) -> Pseudonymizer:
+    """Mask the case's client (``[PERSON_1_...]``) and every other client of the practice
+    whose identifiers ``texts`` may mention.
 
-    The other clients are read only to be masked, never shown: a placeholder is restored
-    only if this request's own text produced it.
+    The other clients are found by one indexed lookup of the keys in the texts (their
+    words, dates, e-mail addresses and phone numbers; ``models/identity.py``), so the cost
+    follows the text, not the size of the practice. They are read only to be masked,
+    never shown: their placeholders restore to what the caller typed.
     """
+    keys: set[str] = set()
+    for text in texts:
+        keys.update(text_keys(text))
     others = db.scalars(
-        select(Client).where(Client.id != client.id)
-        .order_by(Client.created_at.desc()).limit(OTHER_CLIENTS_MASKED)
-    )
+        select(Client).where(Client.id != client.id,
+                             Client.identity_keys.overlap(cast(sorted(keys), ARRAY(Text))))
+    ) if keys else ()
     return Pseudonymizer.for_people([identity_of(client)], others=map(identity_of, others))

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from api.auth import actor, any_member
 from api.blueprint import Blueprint
-from api.clients.operations import get_client, pseudonymizer_for
-from api.common import audit
+from api.clients.operations import get_client
+from api.common import audit, mask_for_model
 from api.conversations.operations import get_conversation
 from api.conversations.schemas import (
     ConversationCreateSchema,
@@ -157,9 +157,9 @@ class ConversationMessages(MethodView):
             .where(ConversationMessage.conversation_id == conversation.id)
             .order_by(ConversationMessage.created_at.desc(), ConversationMessage.id.desc())
             .limit(CHAT_HISTORY))][::-1]
-        pseudonymizer = pseudonymizer_for(db, client)
         messages = chat_messages(history, data["content"])
         audit(db, a, "conversation.read", "conversation", [conversation.id])
+        messages, pseudonymizer = mask_for_model(db, a, client, messages)
         commit_request(db)  # no transaction stays open while the model writes
         if not wants_event_stream():
             completion = gateway().complete(a, "case_chat", messages,

@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import actor, any_member
 from api.blueprint import Blueprint
-from api.clients.operations import pseudonymizer_for
-from api.common import audit, with_etag
+from api.common import audit, mask_for_model, with_etag
 from api.db import commit_request, session
 from api.errors import abort
 from api.examples import AI_NOTE, DRAFT_REQUEST
@@ -69,11 +68,11 @@ class NoteDrafts(MethodView):
             abort(422, "no_transcript", "The session has no transcript to draft from.")
         client = db.get(Client, record.client_id)
         assert client is not None
-        pseudonymizer = pseudonymizer_for(db, client)
         messages = draft_messages(data["format"], record.transcript,
                                   modality=record.modality,
                                   duration_minutes=record.duration_minutes)
         audit(db, a, "session.read", "therapy_session", [record.id])
+        messages, pseudonymizer = mask_for_model(db, a, client, messages)
         commit_request(db)  # no transaction stays open while the model writes
         if not wants_event_stream():
             completion = gateway().complete(a, "note_draft", messages,
