@@ -35,7 +35,9 @@ class Identity:
     email: str | None = None
     phone: str | None = None
     address: str | None = None
-    key: Any = None  # the person's id (a client id), reported in ``Pseudonymizer.masked``
+    # The ids of the people (clients) these identifiers belong to, reported in
+    # ``Pseudonymizer.masked`` when masked: several people may share the same values.
+    keys: frozenset[Any] = frozenset()
 
 
 _MONTHS_DE = ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August",
@@ -123,13 +125,20 @@ class Pseudonymizer:
     masked: set[Any] = field(default_factory=set)
 
     @classmethod
-    def for_people(cls, people: Iterable[Identity],
-                   others: Iterable[Identity] = ()) -> Pseudonymizer:
+    def for_people(cls, people: Iterable[Identity], others: Iterable[Identity] = (), *,
+                   candidates: Iterable[Identity] = ()) -> Pseudonymizer:
+        """``people``: the case's client(s). ``others``: other people, checked against
+        each text first; ``candidates``: other people already known to be mentioned
+        (found by their keys), whose patterns are built at once."""
         self = cls()
         known = list(people)
         for number, person in enumerate(known, start=1):
             self._add_person(number, person)
-        self._pending = dict(enumerate(others, start=len(known) + 1))
+        start = len(known) + 1
+        for number, person in enumerate(candidates, start=start):
+            self._add_person(number, person, other=True)
+            start = number + 1
+        self._pending = dict(enumerate(others, start=start))
         self._sort()
         return self
 
@@ -151,7 +160,7 @@ class Pseudonymizer:
                                 frozenset()))
             self._originals.setdefault(placeholder, original)
             return
-        keys = frozenset([other.key]) if other.key is not None else frozenset()
+        keys = other.keys
         index = self._other_rules.get(pattern)
         if index is None:  # one rule per pattern, whoever else shares the identifier
             self._other_rules[pattern] = len(self._rules)

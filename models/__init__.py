@@ -13,7 +13,7 @@ This package imports nothing else of ours.
 
 from models.audit_event import AuditEvent
 from models.base import SharedBase, TenantBase
-from models.client import Client
+from models.client import Client, ClientIdentityKey
 from models.conversation import Conversation, ConversationMessage
 from models.invitation import Invitation
 from models.llm_budget import LlmBudget
@@ -27,6 +27,7 @@ from models.therapy_session import TherapySession
 __all__ = [
     "AuditEvent",
     "Client",
+    "ClientIdentityKey",
     "Conversation",
     "ConversationMessage",
     "Invitation",

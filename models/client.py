@@ -1,10 +1,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, Index, Integer, Text, event
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import (
+    CheckConstraint,
+    Connection,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    delete,
+    event,
+    insert,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import TenantBase, created_ts, str_64, str_255, tenant_fk, updated_ts, uuid_pk
@@ -21,8 +32,6 @@ class Client(TenantBase):
         CheckConstraint(f"status IN {CLIENT_STATUSES!r}", name="status"),
         # The client list's order: a page is an index range, not a sort of every client.
         Index("ix_clients_last_name_id", "last_name", "id"),
-        # Which clients a text may mention, found by the keys in the text (models/identity.py).
-        Index("ix_clients_identity_keys", "identity_keys", postgresql_using="gin"),
     )
 
     id: Mapped[uuid_pk]
@@ -36,19 +45,39 @@ class Client(TenantBase):
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     created_at: Mapped[created_ts]
     updated_at: Mapped[updated_ts]
-    # Written on every insert and update from the identifying fields (never by hand); deferred:
-    # only the masking lookup reads it.
-    identity_keys: Mapped[list[str]] = mapped_column(
-        ARRAY(Text), nullable=False, server_default="{}", deferred=True)
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012  (SQLAlchemy's declarative hook)
 
 
-@event.listens_for(Client, "before_insert")
-@event.listens_for(Client, "before_update")
-def _write_identity_keys(_mapper: Any, _connection: Any, client: Client) -> None:
+class ClientIdentityKey(TenantBase):
+    """One searchable key of a client's identifiers (``models/identity.py``): the clients
+    a text may mention are those with a key the text has. Written with every insert and
+    update of a client (below), never by hand.
+
+    A table of (key, client) rather than an array column: ``key = ANY(:keys)`` is
+    text equality, which PostgreSQL may evaluate inside an index scan under row-level
+    security (it is leakproof); an array operator is not, so under RLS every client row
+    would be read (measured: docs/PERFORMANCE.md, masking).
+    """
+
+    __tablename__ = "client_identity_keys"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    client_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True, index=True)
+    tenant_id: Mapped[tenant_fk]
+
+
+@event.listens_for(Client, "after_insert")
+@event.listens_for(Client, "after_update")
+def _write_identity_keys(_mapper: Any, connection: Connection, client: Client) -> None:
     contact = client.contact or {}
-    email, phone = contact.get("email"), contact.get("phone")
-    client.identity_keys = identity_keys(
-        client.first_name, client.last_name, client.date_of_birth,
-        email if isinstance(email, str) else None, phone if isinstance(phone, str) else None)
+    email, phone, address = (value if isinstance(value := contact.get(key), str) else None
+                             for key in ("email", "phone", "address"))
+    keys = identity_keys(client.first_name, client.last_name, client.date_of_birth, email,
+                         phone, address)
+    connection.execute(delete(ClientIdentityKey)
+                       .where(ClientIdentityKey.client_id == client.id))
+    if keys:
+        connection.execute(insert(ClientIdentityKey), [{"key": key, "client_id": client.id}
+                                                       for key in keys])

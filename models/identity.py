@@ -10,7 +10,8 @@ alone, a date in either century), never stricter.
 Keys: ``n:<token>`` for each word of the first and last name (casefolded, NFC, 2+
 characters; "Anna-Lena Schulze-Hartmann" gives anna, lena, schulze, hartmann),
 ``d:<ISO date>`` for the date of birth, ``e:<address>`` for the e-mail (casefolded) and
-``p:<digits>`` for the phone number in national notation (+49 30 ... -> 030...).
+``p:<digits>`` for the phone number in national notation (+49 30 ... -> 030...) and
+``a:<word> <word>`` for the first two words of the postal address ("Hauptstraße 5").
 """
 
 from __future__ import annotations
@@ -60,11 +61,18 @@ def phone_key(digits: str, *, international: bool) -> str | None:
     return digits if len(digits) >= 5 else None
 
 
+def address_key(address: str | None) -> str | None:
+    words = _WORD.findall(_fold(address or ""))
+    return f"a:{words[0]} {words[1]}" if len(words) >= 2 else None
+
+
 def identity_keys(first_name: str | None, last_name: str | None,
                   date_of_birth: dt.date | None, email: str | None,
-                  phone: str | None) -> list[str]:
+                  phone: str | None, address: str | None = None) -> list[str]:
     """The keys stored on a client row (sorted, for a stable value)."""
     keys = {f"n:{token}" for token in name_tokens(first_name, last_name)}
+    if (key := address_key(address)) is not None:
+        keys.add(key)
     if date_of_birth is not None:
         keys.add(f"d:{date_of_birth.isoformat()}")
     if email and email.strip():
@@ -108,6 +116,8 @@ def _phones_in(text: str) -> set[str]:
 def text_keys(text: str) -> list[str]:
     """The keys a text could match: its words, dates, e-mail addresses and phone numbers."""
     keys = {f"n:{token}" for token in name_tokens(text)}
+    words = _WORD.findall(_fold(text))
+    keys |= {f"a:{first} {second}" for first, second in itertools.pairwise(words)}
     keys |= {f"d:{day}" for day in _dates_in(text)}
     keys |= {f"e:{_fold(address)}" for address in _EMAIL.findall(text)}
     keys |= {f"p:{digits}" for digits in _phones_in(text)}

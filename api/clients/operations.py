@@ -7,15 +7,14 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, Text, bindparam, cast, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Select, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from api.domain import DomainError
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from llm.pseudonymize import Identity, Pseudonymizer
 from models import Client, Membership
-from models.identity import text_keys
+from models.identity import name_tokens, text_keys
 from tenancy.actor import Actor
 
 
@@ -101,23 +100,50 @@ def identity_of(client: Client) -> Identity:
     return Identity(first_name=client.first_name, last_name=client.last_name,
                     date_of_birth=client.date_of_birth, email=contact.get("email"),
                     phone=contact.get("phone"), address=contact.get("address"),
-                    key=client.id)
+                    keys=frozenset([client.id]))
+
+
+# The other clients whose keys occur in the texts, with the keys that matched: an index
+# range per key of ``client_identity_keys`` (models/client.py says why a table).
+_CANDIDATES = text("""
+SELECT c.id, c.first_name, c.last_name, c.date_of_birth, c.contact->>'email',
+       c.contact->>'phone', c.contact->>'address', array_agg(k.key)
+FROM client_identity_keys k JOIN clients c ON c.id = k.client_id
+WHERE k.key = ANY(CAST(:keys AS text[])) AND k.client_id <> :case_id
+GROUP BY c.id
+""")
+
+
+def _matched_parts(rows: Iterable[Any]) -> list[Identity]:
+    """The identifiers of the candidates that a key of the text points at, one Identity
+    per distinct set of values with the ids of every client that has it: only those
+    values are matched exactly (a thousand clients called Anna add one pattern)."""
+    groups: dict[tuple[Any, ...], set[uuid.UUID]] = {}
+    for client_id, first, last, born, email, phone, address, matched in rows:
+        keys = set(matched)
+        kinds = {key[:2] for key in keys}
+        parts = (first if any(f"n:{t}" in keys for t in name_tokens(first)) else None,
+                 last if any(f"n:{t}" in keys for t in name_tokens(last)) else None,
+                 born if "d:" in kinds else None, email if "e:" in kinds else None,
+                 phone if "p:" in kinds else None, address if "a:" in kinds else None)
+        groups.setdefault(parts, set()).add(client_id)
+    return [Identity(first_name=first, last_name=last, date_of_birth=born, email=email,
+                     phone=phone, address=address, keys=frozenset(ids))
+            for (first, last, born, email, phone, address), ids in groups.items()]
 
 
 def pseudonymizer_for(db: Session, client: Client, texts: Iterable[str]) -> Pseudonymizer:
     """Mask the case's client (``[PERSON_1_...]``) and every other client of the practice
     whose identifiers ``texts`` may mention.
 
-    The other clients are found by one indexed lookup of the keys in the texts (their
-    words, dates, e-mail addresses and phone numbers; ``models/identity.py``), so the cost
-    follows the text, not the size of the practice. They are read only to be masked,
-    never shown: their placeholders restore to what the caller typed.
+    The other clients are found by an indexed lookup of the keys in the texts (their
+    words, dates, e-mail addresses, phone numbers and word pairs; ``models/identity.py``),
+    so the cost follows the text, not the size of the practice. They are read only to be
+    masked, never shown: their placeholders restore to what the caller typed.
     """
     keys: set[str] = set()
-    for text in texts:
-        keys.update(text_keys(text))
-    others = db.scalars(
-        select(Client).where(Client.id != client.id,
-                             Client.identity_keys.overlap(cast(sorted(keys), ARRAY(Text))))
-    ) if keys else ()
-    return Pseudonymizer.for_people([identity_of(client)], others=map(identity_of, others))
+    for text_ in texts:
+        keys.update(text_keys(text_))
+    rows = db.execute(_CANDIDATES, {"keys": sorted(keys), "case_id": client.id}) if keys else ()
+    return Pseudonymizer.for_people([identity_of(client)],
+                                    candidates=_matched_parts(rows))

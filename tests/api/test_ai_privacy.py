@@ -81,11 +81,15 @@ def test_other_clients_are_masked_in_a_practice_of_any_size(
                                  date_of_birth="1990-02-14")
     admin_conn.execute(
         f'INSERT INTO "t_{practice.id.hex}".clients '
-        "(id, tenant_id, first_name, last_name, created_at, identity_keys) "
+        "(id, tenant_id, first_name, last_name, created_at) "
         "SELECT gen_random_uuid(), %s, 'Filler' || i, 'Person' || i, "
-        "now() + i * interval '1 second', "
-        "ARRAY['n:filler' || i, 'n:person' || i] FROM generate_series(1, 600) AS i",
+        "now() + i * interval '1 second' FROM generate_series(1, 600) AS i",
         (practice.id,))
+    admin_conn.execute(  # the keys the model layer writes with every client
+        f'INSERT INTO "t_{practice.id.hex}".client_identity_keys (key, client_id, tenant_id) '
+        f"SELECT k, id, tenant_id FROM \"t_{practice.id.hex}\".clients, "
+        "unnest(ARRAY['n:' || lower(first_name), 'n:' || lower(last_name)]) AS k "
+        "WHERE first_name LIKE 'Filler%%'")
     simulator = app.extensions["clinai_llm_simulator"]
     before = len(simulator.requests)
     reply, _path = _chat(practice, tom, setting["own"]["id"],
