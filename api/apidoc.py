@@ -52,7 +52,7 @@ AI_ERRORS = ("token_budget_exhausted", "rate_limited", "request_too_large", "con
 IF_MATCH_PARAMETER = {
     "in": "header", "name": "If-Match", "required": True,
     "description": "The `ETag` of the record as last read. Missing: 428 "
-                   "`precondition_required`; stale: 412 `precondition_failed`.",
+                   "`precondition_required`; stale, or `*`: 412 `precondition_failed`.",
     "schema": {"type": "string"}, "example": '"5b0e1c7a2f7d4a41b0c36e3d9a8f1e42.1"',
 }
 

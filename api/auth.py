@@ -130,12 +130,22 @@ def _subject(claims: dict[str, Any]) -> str:
     return subject
 
 
+def _emails(claims: dict[str, Any]) -> list[str]:
+    """The token's e-mail addresses: B2C's ``emails`` (a list; verified at sign-up for
+    local accounts) or Entra External ID's ``email``. Anything else is ignored."""
+    raw = claims.get("emails", claims.get("email"))
+    values = raw if isinstance(raw, list) else [raw]
+    return [v for v in values if isinstance(v, str) and 0 < len(v) <= 255 and v.isprintable()]
+
+
 def authenticated(view: Callable[P, R]) -> Callable[P, R]:
     """Require a valid token; the caller need not belong to a tenant yet (``caller_id()``)."""
 
     @functools.wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        g.caller_id = _subject(_validated_claims())
+        claims = _validated_claims()
+        g.caller_id = _subject(claims)
+        g.caller_emails = _emails(claims)
         return view(*args, **kwargs)
 
     return document_errors(wrapper, *AUTHENTICATED_ERRORS)
@@ -188,6 +198,12 @@ def actor() -> Actor:
     """The request's ``Actor`` (views under ``tenant_member``)."""
     a: Actor = g.actor
     return a
+
+
+def caller_emails() -> list[str]:
+    """The token's e-mail addresses (views under ``authenticated``)."""
+    emails: list[str] = g.caller_emails
+    return emails
 
 
 def caller_id() -> str:

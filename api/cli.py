@@ -129,14 +129,17 @@ def set_budget(tenant_id: uuid.UUID, monthly_tokens: int) -> None:
 @click.option("--tenant", "tenant_id", callback=_uuid, help="Tenant id claim (omit to onboard).")
 @click.option("--role", type=click.Choice(ROLES), help="Role claim.")
 @click.option("--sub", "subject", required=True, help="Token subject (the user's id).")
-def token(tenant_id: uuid.UUID | None, role: str | None, subject: str) -> None:
+@click.option("--email", help="E-mail claim (an invitation is accepted only by its address).")
+def token(tenant_id: uuid.UUID | None, role: str | None, subject: str,
+          email: str | None) -> None:
     """Print a development bearer token."""
     issuer = current_app.extensions.get("clinai_dev_issuer")
     if issuer is None or current_app.config["APP_ENV"] != "development":
         raise click.ClickException("development tokens need APP_ENV=development and no "
                                    "AUTH_OIDC_METADATA_URL")
     click.echo(issuer.mint(subject=subject, tenant=str(tenant_id) if tenant_id else None,
-                           role=role, tenant_claim=current_app.config["AUTH_TENANT_CLAIM"],
+                           role=role, email=email,
+                           tenant_claim=current_app.config["AUTH_TENANT_CLAIM"],
                            role_claim=current_app.config["AUTH_ROLE_CLAIM"]))
 
 

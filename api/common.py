@@ -55,8 +55,15 @@ def require_if_match() -> frozenset[str]:
 
 
 def check_if_match(record: Versioned, tags: frozenset[str]) -> None:
-    """Stop with 412 unless ``tags`` hold ``record``'s ETag as served, or ``*``."""
-    if etag_of(record) not in tags and "*" not in tags:
+    """Stop with 412 unless ``tags`` hold ``record``'s ETag as served.
+
+    ``*`` matches nothing here: it would skip the lost-update check, so a change to a
+    clinical record must name the version the client read.
+    """
+    if etag_of(record) not in tags:
+        if "*" in tags:
+            abort(412, "precondition_failed",
+                  "If-Match: * is not accepted; send the ETag of the version you read.")
         abort(412, "precondition_failed",
               "The record was changed since you read it; reload it and retry.")
 

@@ -236,9 +236,9 @@ class _Seeder:
         self.created: Counter[str] = Counter()
 
     def token(self, subject: str, tenant: uuid.UUID | None = None,
-              role: str | None = None) -> str:
+              role: str | None = None, email: str | None = None) -> str:
         minted: str = self.issuer.mint(
-            subject=subject, tenant=str(tenant) if tenant else None, role=role,
+            subject=subject, tenant=str(tenant) if tenant else None, role=role, email=email,
             tenant_claim=self.app.config["AUTH_TENANT_CLAIM"],
             role_claim=self.app.config["AUTH_ROLE_CLAIM"], lifetime=TOKEN_LIFETIME)
         return minted
@@ -298,7 +298,8 @@ class _Seeder:
         invitation = self.call("POST", "/admin/invitations", admin,
                                {"email": DEMO_THERAPIST_EMAIL, "role": "therapist"})
         accepted = self.call("POST", f"/onboarding/invitations/{invitation['code']}/accept",
-                             self.token(DEMO_THERAPIST_ID), expect=(201, 409))
+                             self.token(DEMO_THERAPIST_ID, email=DEMO_THERAPIST_EMAIL),
+                             expect=(201, 409))
         if accepted.get("tenant_id") != str(tenant_id):
             raise SeedError(f"the demo therapist {DEMO_THERAPIST_ID} belongs to another "
                             "practice")

@@ -48,6 +48,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "tenant_inactive": ErrorCode(403, "The practice is suspended or closed."),
     "not_a_member": ErrorCode(403, "The caller is not (or no longer) a member of the practice."),
     "role_forbidden": ErrorCode(403, "The caller's role may not do this."),
+    "not_note_author": ErrorCode(
+        403, "Only the note's author or the client's assigned therapist may sign it."),
     "already_member": ErrorCode(409, "The caller already belongs to a practice."),
     "unsafe_database_role": ErrorCode(
         503, "The server refuses to serve: its database role could bypass tenant isolation."),
@@ -65,6 +67,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     # Invitations
     "invitation_invalid": ErrorCode(404, "No such invitation code, or it was already used."),
     "invitation_expired": ErrorCode(410, "The invitation code has expired."),
+    "invitation_wrong_account": ErrorCode(
+        403, "The invitation was issued to another e-mail address than the token's."),
     # AI
     "token_budget_exhausted": ErrorCode(
         429, "The practice's monthly LLM token budget is used up.", retry_after=True),

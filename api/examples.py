@@ -37,6 +37,7 @@ INVITATION_CREATE = {"email": "kollegin@example.org", "role": "therapist"}
 INVITATION = {"id": INVITATION_ID, "code": "k3XvQ9pL2mN8rT5wY7zA1bC4dE6fG0hJ",
               "email": "kollegin@example.org", "role": "therapist",
               "expires_at": "2026-11-27T08:05:12.123456+00:00", "created_at": CREATED}
+PENDING_INVITATIONS = [{k: v for k, v in INVITATION.items() if k != "code"}]
 MEMBER_PATCH = {"role": "therapist"}
 MEMBER = _record(user_id=DEMO_THERAPIST_ID, role="therapist")
 MEMBERS = [_record(user_id=DEMO_ADMIN_ID, role="admin"), MEMBER]

@@ -156,6 +156,7 @@ class DevIssuer:
 
     def mint(self, *, subject: str, tenant_claim: str, role_claim: str,
              tenant: str | None = None, role: str | None = None,
+             email: str | None = None,
              lifetime: dt.timedelta = dt.timedelta(hours=8)) -> str:
         now = dt.datetime.now(dt.UTC)
         claims: dict[str, Any] = {"iss": self.issuer, "aud": self.audience, "sub": subject,
@@ -164,6 +165,8 @@ class DevIssuer:
             claims[tenant_claim] = tenant
         if role:
             claims[role_claim] = role
+        if email:
+            claims["emails"] = [email]  # as Azure AD B2C sends it
         return jwt.encode(claims, self._private, algorithm="RS256", headers={"kid": DEV_KEY_ID})
 
 

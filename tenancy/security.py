@@ -28,7 +28,7 @@ PUBLIC_APP_GRANTS = {
 PUBLIC_APP_FUNCTIONS = (
     "enter_tenant(uuid, text, boolean)",
     "claims_for_user(text)",
-    "accept_invitation(text, text)",
+    "accept_invitation(text, text, text[])",
 )
 
 

@@ -128,7 +128,7 @@ class Practice:
         invite = self.client.post("/api/v1/admin/invitations", headers=self.admin.headers,
                                   json={"email": f"{sub}@example.org", "role": role})
         assert invite.status_code == 201, invite.json
-        newcomer = self.issuer.token(sub)
+        newcomer = self.issuer.token(sub, emails=[f"{sub}@example.org"])
         accepted = self.client.post(
             f"/api/v1/onboarding/invitations/{invite.json['code']}/accept",
             headers={"Authorization": f"Bearer {newcomer}"},

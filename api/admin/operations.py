@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, any_, select, text
+from sqlalchemy import Select, any_, func, select, text
 from sqlalchemy.orm import Session
 
 from api.domain import DomainError
@@ -29,6 +30,23 @@ def create_invitation(db: Session, actor: Actor, *, email: str, role: str,
     db.flush()
     db.refresh(invitation)
     return invitation, code
+
+
+def pending_invitations_query() -> Select[Invitation]:
+    """The practice's open invitations (row-level security scopes them), newest first."""
+    return (select(Invitation)
+            .where(Invitation.accepted_at.is_(None), Invitation.expires_at > func.now())
+            .order_by(Invitation.created_at.desc(), Invitation.id))
+
+
+def revoke_invitation(db: Session, invitation_id: uuid.UUID) -> None:
+    """Delete an open invitation of the practice; its code stops working at once."""
+    invitation = db.scalars(pending_invitations_query()
+                            .where(Invitation.id == invitation_id)).one_or_none()
+    if invitation is None:
+        raise DomainError("not_found", "No such open invitation.")
+    db.delete(invitation)
+    db.flush()
 
 
 def get_member(db: Session, actor: Actor, user_id: str) -> Membership:

@@ -21,6 +21,16 @@ class InvitationSchema(ma.Schema):
     created_at = ma.fields.DateTime(dump_only=True)
 
 
+class PendingInvitationSchema(ma.Schema):
+    """An invitation not yet accepted and not expired; never its code."""
+
+    id = ma.fields.UUID(dump_only=True)
+    email = ma.fields.String(dump_only=True)
+    role = ma.fields.String(dump_only=True)
+    expires_at = ma.fields.DateTime(dump_only=True)
+    created_at = ma.fields.DateTime(dump_only=True)
+
+
 class MemberSchema(ma.Schema):
     user_id = ma.fields.String(dump_only=True)
     role = ma.fields.String(dump_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 from flask import current_app
@@ -16,6 +17,7 @@ from api.admin.schemas import (
     InvitationSchema,
     MemberPatchSchema,
     MemberSchema,
+    PendingInvitationSchema,
     UsageQueryArgsSchema,
     UsageSchema,
 )
@@ -29,6 +31,7 @@ from api.examples import (
     MEMBER,
     MEMBER_PATCH,
     MEMBERS,
+    PENDING_INVITATIONS,
     USAGE,
 )
 from api.llm import gateway
@@ -40,6 +43,22 @@ blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin",
 
 @blp.route("/invitations")
 class Invitations(MethodView):
+    @admin_only
+    @blp.response(200, PendingInvitationSchema(many=True), example=PENDING_INVITATIONS)
+    @blp.paginate()
+    def get(self, pagination_parameters: Any) -> list[Any]:
+        """List the practice's open invitations (not accepted, not expired).
+
+        Each one's id, invited e-mail address, role and expiry; never the code (only its
+        hash is stored). Newest first.
+        """
+        items, total = fetch_page(
+            session(), operations.pending_invitations_query(),
+            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
+        )
+        pagination_parameters.item_count = total
+        return items
+
     @admin_only
     @blp.arguments(InvitationCreateSchema, example=INVITATION_CREATE)
     @blp.response(201, InvitationSchema, example=INVITATION)
@@ -58,6 +77,20 @@ class Invitations(MethodView):
         return {"id": invitation.id, "code": code, "email": invitation.email,
                 "role": invitation.role, "expires_at": invitation.expires_at,
                 "created_at": invitation.created_at}
+
+
+@blp.route("/invitations/<uuid:invitation_id>")
+class InvitationById(MethodView):
+    @admin_only
+    @blp.response(204)
+    @blp.errors("not_found")
+    def delete(self, invitation_id: uuid.UUID) -> None:
+        """Revoke an open invitation: its code stops working at once.
+
+        404 `not_found` for an unknown, accepted or expired invitation (or another
+        practice's).
+        """
+        operations.revoke_invitation(session(), invitation_id)
 
 
 @blp.route("/members")

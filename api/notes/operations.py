@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from api.domain import DomainError
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from api.sessions.operations import visible_sessions
-from models import Note, TherapySession
+from models import Client, Note, TherapySession
 from models.note import NOTE_FORMATS
 from tenancy.actor import Actor
 
@@ -84,7 +84,16 @@ def update_note(db: Session, note: Note, data: dict[str, Any]) -> Note:
 
 
 def sign_note(db: Session, actor: Actor, note: Note) -> Note:
-    """Sign a draft as the caller; a signed note is final."""
+    """Sign a draft as the caller; a signed note is final. Only the note's author or the
+    client's assigned therapist may sign (an admin who can read it may not, unless one
+    of them): a signature says who answers for the record."""
+    if actor.user_id != note.author_id:
+        assigned = db.scalar(select(Client.assigned_therapist_id)
+                             .join(TherapySession, TherapySession.client_id == Client.id)
+                             .where(TherapySession.id == note.session_id))
+        if actor.user_id != assigned:
+            raise DomainError("not_note_author", "Only the note's author or the client's "
+                              "assigned therapist may sign it.")
     _ensure_draft(note)
     note.status = "signed"
     note.signed_by = actor.user_id

@@ -108,11 +108,13 @@ class NoteSignature(MethodView):
     @any_member
     @blp.response(200, NoteSchema, example=SIGNED_NOTE)
     @blp.etag_header
-    @blp.errors("not_found", "note_signed", "precondition_failed")
+    @blp.errors("not_found", "not_note_author", "note_signed", "precondition_failed")
     def post(self, note_id: uuid.UUID) -> Any:
         """Sign a draft note; it can no longer change.
 
-        Records who signed and when. 409 `note_signed` when it is already signed; 412
+        Records who signed and when. Only the note's author or the client's assigned
+        therapist may sign (403 `not_note_author`, also for an admin who is neither).
+        409 `note_signed` when it is already signed; 412
         `precondition_failed` when someone changed or signed it at the same moment (read
         it again before signing). No body.
         """

@@ -8,7 +8,7 @@ from flask import current_app
 from flask.views import MethodView
 from sqlalchemy import text
 
-from api.auth import authenticated, caller_id
+from api.auth import authenticated, caller_emails, caller_id
 from api.blueprint import Blueprint
 from api.db import get_db
 from api.errors import abort
@@ -48,6 +48,9 @@ _OUTCOMES = {
     "expired": (410, "invitation_expired", "The invitation has expired."),
     "tenant_inactive": (403, "tenant_inactive", "The practice is not active."),
     "already_member": (409, "already_member", "You already belong to a practice."),
+    "wrong_account": (403, "invitation_wrong_account",
+                      "The invitation was issued to another e-mail address; sign in with "
+                      "the invited address."),
 }
 
 
@@ -55,22 +58,24 @@ _OUTCOMES = {
 class InvitationAcceptance(MethodView):
     @authenticated
     @blp.response(201, MembershipSchema, example=MEMBERSHIP)
-    @blp.errors("invitation_invalid", "invitation_expired", "tenant_inactive",
-                "already_member")
+    @blp.errors("invitation_invalid", "invitation_expired", "invitation_wrong_account",
+                "tenant_inactive", "already_member")
     def post(self, code: str) -> dict[str, Any]:
         """Join the practice that issued the invitation code (single use).
 
-        Any signed-in user who belongs to no practice yet. The caller becomes a member
-        with the invitation's role; get a new token afterwards, since the current one
-        names no practice. No body.
+        A signed-in user who belongs to no practice yet and whose token carries the
+        invited e-mail address (the `emails` or `email` claim, compared
+        case-insensitively; 403 `invitation_wrong_account` otherwise, and the invitation
+        stays open). The caller becomes a member with the invitation's role; get a new
+        token afterwards, since the current one names no practice. No body.
         """
         if len(code) > 128:
             abort(404, *_OUTCOMES["invalid"][1:])
         user_id = caller_id()
         with get_db().engine.begin() as conn:
             row = conn.execute(
-                text("SELECT * FROM public.accept_invitation(:h, :u)"),
-                {"h": hash_invitation_code(code), "u": user_id},
+                text("SELECT * FROM public.accept_invitation(:h, :u, :emails)"),
+                {"h": hash_invitation_code(code), "u": user_id, "emails": caller_emails()},
             ).one()
         if row.outcome != "accepted":
             status, error, message = _OUTCOMES[row.outcome]

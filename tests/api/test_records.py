@@ -255,8 +255,9 @@ def test_signing_at_the_same_moment_signs_once(make_practice):
 
 @pytest.mark.parametrize(("if_match", "status"), [
     ("{etag}", 200),
-    ("*", 200),
-    ('"other", *', 200),
+    ("*", 412),  # issue 10: a record's change must name the version it read
+    ('"other", *', 412),
+    ("{etag}, *", 200),
     ('"other", {etag}', 200),
     ('"other",{etag}', 200),
     ("{bare}", 412),  # unquoted: not the ETag as served
