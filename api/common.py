@@ -83,6 +83,7 @@ def audit(db: Session, actor: Actor, action: str, resource_type: str,
         "resource_type": resource_type,
         "resource_ids": list(ids),
         "request_id": actor.request_id,
+        "client_request_id": actor.client_request_id,
     })
 
 

@@ -26,7 +26,7 @@ from tenancy.security import verify_app_role
 EXTENSION = "clinai_db"
 AUDIT_KEY = "audit_events"
 _AUDIT_INSERT = AUDIT_INSERT + " VALUES "
-_AUDIT_ROW = "(%s, %s, %s, %s, %s::uuid[], %s)"  # AUDIT_WRITE_COLUMNS, in order
+_AUDIT_ROW = "(%s, %s, %s, %s, %s::uuid[], %s, %s)"  # AUDIT_WRITE_COLUMNS, in order
 
 
 @dataclass
@@ -136,7 +136,7 @@ def open_request_session(tenant_id: uuid.UUID, user_id: str, *,
     """
     g.db_session, actor = tenant_context.open_session(
         get_db().sessions, tenant_id, user_id, request_id=g.get("request_id"),
-        relaxed_commit=read_only)
+        client_request_id=g.get("client_request_id"), relaxed_commit=read_only)
     return actor
 
 

@@ -44,10 +44,12 @@ MEMBERS = [_record(user_id=DEMO_ADMIN_ID, role="admin"), MEMBER]
 AUDIT_EVENTS = [
     {"id": 1042, "occurred_at": UPDATED, "actor_id": DEMO_THERAPIST_ID,
      "actor_role": "therapist", "action": "note.update", "resource_type": "note",
-     "resource_ids": [NOTE_ID], "request_id": "3f1c9a7e52d84b0c9e6f1d2a7b4c8e01"},
+     "resource_ids": [NOTE_ID], "request_id": "3f1c9a7e52d84b0c9e6f1d2a7b4c8e01",
+     "client_request_id": "praxis-app-4711"},
     {"id": 1041, "occurred_at": CREATED, "actor_id": DEMO_THERAPIST_ID,
      "actor_role": "therapist", "action": "client.list", "resource_type": "client",
-     "resource_ids": [CLIENT_ID], "request_id": "0a9b8c7d6e5f40312a1b2c3d4e5f6a7b"},
+     "resource_ids": [CLIENT_ID], "request_id": "0a9b8c7d6e5f40312a1b2c3d4e5f6a7b",
+     "client_request_id": None},
 ]
 _TOTALS = {"prompt_tokens": 18_240, "completion_tokens": 4_410, "total_tokens": 22_650,
            "cost": "0.00538200", "calls": 31}

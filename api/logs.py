@@ -30,6 +30,8 @@ class JsonFormatter(logging.Formatter):
         }
         if has_request_context():
             entry["request_id"] = g.get("request_id")
+            if g.get("client_request_id"):
+                entry["client_request_id"] = g.client_request_id
             actor = g.get("actor")
             if actor is not None:
                 entry["tenant_id"] = str(actor.tenant_id)
@@ -74,8 +76,12 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _start() -> None:
+        # The server's own id names the request in logs, audit rows and the response; the
+        # caller's X-Request-ID, if usable, is kept beside it (never instead of it: a
+        # caller must not choose the id its actions are audited under).
         given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = uuid.uuid4().hex
+        g.client_request_id = given if _REQUEST_ID.match(given) else None
         g.started = time.perf_counter()
 
     @app.after_request

@@ -25,7 +25,7 @@ _AUDITED_PAGE = (
     " SELECT %(clinai_audit_actor_id)s, %(clinai_audit_actor_role)s, "
     "%(clinai_audit_action)s, %(clinai_audit_resource_type)s, "
     "coalesce(array_agg(page.id ORDER BY {order}), '{{}}'::uuid[]), "
-    "%(clinai_audit_request_id)s FROM page) "
+    "%(clinai_audit_request_id)s, %(clinai_audit_client_request_id)s FROM page) "
     "SELECT * FROM page ORDER BY {order}"
 )
 
@@ -43,7 +43,8 @@ class ReadAudit:
                 "clinai_audit_actor_role": self.actor.role,
                 "clinai_audit_action": self.action,
                 "clinai_audit_resource_type": self.resource_type,
-                "clinai_audit_request_id": self.actor.request_id}
+                "clinai_audit_request_id": self.actor.request_id,
+                "clinai_audit_client_request_id": self.actor.client_request_id}
 
 
 @dataclass(frozen=True, slots=True)

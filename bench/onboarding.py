@@ -138,7 +138,7 @@ def server_durations(log_path: Path) -> dict[str, float]:
         except ValueError:
             continue
         if entry.get("route") == ROUTE and entry.get("duration_ms") is not None:
-            durations[entry.get("request_id", "")] = float(entry["duration_ms"])
+            durations[entry.get("client_request_id", "")] = float(entry["duration_ms"])
     return durations
 
 

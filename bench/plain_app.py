@@ -59,7 +59,7 @@ def create_plain_app() -> Flask:
                 db.info[AUDIT_KEY] = [{
                     "actor_id": claims["sub"], "actor_role": "admin", "action": "client.list",
                     "resource_type": "client", "resource_ids": [c.id for c in page],
-                    "request_id": None}]
+                    "request_id": None, "client_request_id": None}]
                 commit_request(db)
         response = jsonify(body)
         response.headers["X-Total"] = str(total)

@@ -10,8 +10,10 @@ from models.base import TenantBase, created_ts, str_64, str_255, tenant_fk
 
 # The columns the application writes (the rest are the database's: id, tenant, time), in
 # the order of every raw INSERT of an event (api/db.py, api/pagination.py).
+# The app role may INSERT only these columns (public migration 0006): it cannot backdate an
+# event or choose its id or practice.
 AUDIT_WRITE_COLUMNS = ("actor_id", "actor_role", "action", "resource_type", "resource_ids",
-                       "request_id")
+                       "request_id", "client_request_id")
 
 
 class AuditEvent(TenantBase):
@@ -28,7 +30,8 @@ class AuditEvent(TenantBase):
     resource_type: Mapped[str_64]
     # One event per request: a list read names every record it returned.
     resource_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(UUID(as_uuid=True)))
-    request_id: Mapped[str_64 | None]
+    request_id: Mapped[str_64 | None]  # the server's id of the request
+    client_request_id: Mapped[str_64 | None]  # the X-Request-ID the caller sent, if usable
 
 
 # Unqualified: resolved in the tenant schema through the transaction's search_path.

@@ -17,12 +17,14 @@ from models.membership import ADMIN
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Actor:
     """A member acting in one practice: ``role`` is the membership's role at entry;
-    ``request_id`` the server's id of the request (``None`` outside a request)."""
+    ``request_id`` the server's id of the request (``None`` outside a request),
+    ``client_request_id`` the id the caller sent, if usable."""
 
     tenant_id: uuid.UUID
     user_id: str
     role: str
     request_id: str | None = None
+    client_request_id: str | None = None  # the caller's X-Request-ID, validated
 
     @property
     def is_admin(self) -> bool:

@@ -90,7 +90,7 @@ def enter_tenant(connection: Connection, tenant_id: uuid.UUID, user_id: str, *,
 
 
 def open_session(factory: sessionmaker[Session], tenant_id: uuid.UUID, user_id: str, *,
-                 request_id: str | None = None,
+                 request_id: str | None = None, client_request_id: str | None = None,
                  relaxed_commit: bool = False) -> tuple[Session, Actor]:
     """Open a session in the tenant's context and return it with the ``Actor``.
 
@@ -105,7 +105,8 @@ def open_session(factory: sessionmaker[Session], tenant_id: uuid.UUID, user_id: 
     except BaseException:
         session.close()
         raise
-    actor = Actor(tenant_id=tenant_id, user_id=user_id, role=role, request_id=request_id)
+    actor = Actor(tenant_id=tenant_id, user_id=user_id, role=role, request_id=request_id,
+                  client_request_id=client_request_id)
     session.info[ACTOR_KEY] = actor
     return session, actor
 

@@ -50,7 +50,10 @@ class AuditEventSchema(ma.Schema):
     action = ma.fields.String(dump_only=True)
     resource_type = ma.fields.String(dump_only=True)
     resource_ids = ma.fields.List(ma.fields.UUID(), dump_only=True)
-    request_id = ma.fields.String(dump_only=True)
+    request_id = ma.fields.String(dump_only=True, metadata={
+        "description": "The server's id of the request (its `X-Request-ID` response header)"})
+    client_request_id = ma.fields.String(dump_only=True, allow_none=True, metadata={
+        "description": "The `X-Request-ID` the caller sent, if usable; never the audit key"})
 
 
 class AuditQueryArgsSchema(ma.Schema):

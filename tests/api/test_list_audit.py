@@ -45,7 +45,9 @@ def test_client_list_event_names_the_page_in_order(practice):
     assert newest["resource_type"] == "client"
     assert newest["resource_ids"] == [c["id"] for c in page.json]
     assert (newest["actor_id"], newest["actor_role"]) == (practice.admin.sub, "admin")
-    assert newest["request_id"] == "req-list-1"
+    # The server's id (as in the response header); the caller's id only beside it.
+    assert newest["request_id"] == page.headers["X-Request-ID"] != "req-list-1"
+    assert newest["client_request_id"] == "req-list-1"
 
 
 def test_each_list_read_is_one_event(practice):
@@ -55,7 +57,7 @@ def test_each_list_read_is_one_event(practice):
     _list(practice, "/api/v1/clients", request_id="req-list-2")
     events = _events(practice)
     assert len(events) == before + 2
-    assert [e["request_id"] for e in events[:2]] == ["req-list-2", "req-list-1"]
+    assert [e["client_request_id"] for e in events[:2]] == ["req-list-2", "req-list-1"]
 
 
 def test_empty_and_past_the_end_pages_name_no_record(practice):
@@ -66,7 +68,8 @@ def test_empty_and_past_the_end_pages_name_no_record(practice):
     assert past.json == []
     assert json.loads(past.headers["X-Pagination"])["total"] == 1
     newest = _events(practice)[0]
-    assert (newest["request_id"], newest["resource_ids"]) == ("req-past", [])
+    assert (newest["request_id"], newest["client_request_id"], newest["resource_ids"]) == (
+        past.headers["X-Request-ID"], "req-past", [])
 
 
 def test_therapist_list_names_only_their_clients(practice):
