@@ -6,6 +6,7 @@ role) is created on first use, for onboarding's provisioning step.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from flask import Flask, Response, current_app, g
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api import security_events
 from models.audit_event import AUDIT_INSERT, AUDIT_WRITE_COLUMNS
 from tenancy import context as tenant_context
 from tenancy.actor import Actor
@@ -23,6 +25,7 @@ from tenancy.database import DatabaseConfig, create_app_engine, create_owner_eng
 from tenancy.fastpath import commit_with
 from tenancy.security import verify_app_role
 
+log = logging.getLogger(__name__)
 EXTENSION = "clinai_db"
 AUDIT_KEY = "audit_events"
 _AUDIT_INSERT = AUDIT_INSERT + " VALUES "
@@ -96,6 +99,8 @@ def init_app(app: Flask) -> None:
             try:
                 if response.status_code < 400:
                     commit_request(session)
+                elif (event := security_events.refused_attempt(response)) is not None:
+                    _record_refusal(session, event)
             finally:
                 session.close()
         return response
@@ -105,6 +110,17 @@ def init_app(app: Flask) -> None:
         session: Session | None = g.pop("db_session", None)
         if session is not None:
             session.close()
+
+
+def _record_refusal(session: Session, event: dict[str, Any]) -> None:
+    """Roll the request's work back and append its security event instead. A failure
+    here is logged (by type) and never changes the refusal the caller gets."""
+    try:
+        session.rollback()
+        session.info.pop(AUDIT_KEY, None)
+        security_events.record(session, event)
+    except Exception as exc:
+        log.error("recording a security event failed (%s)", type(exc).__name__)
 
 
 def commit_request(session: Session) -> None:

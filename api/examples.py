@@ -37,6 +37,12 @@ INVITATION_CREATE = {"email": "kollegin@example.org", "role": "therapist"}
 INVITATION = {"id": INVITATION_ID, "code": "k3XvQ9pL2mN8rT5wY7zA1bC4dE6fG0hJ",
               "email": "kollegin@example.org", "role": "therapist",
               "expires_at": "2026-11-27T08:05:12.123456+00:00", "created_at": CREATED}
+SECURITY_EVENTS = [
+    {"id": 17, "occurred_at": UPDATED, "actor_id": DEMO_THERAPIST_ID,
+     "actor_role": "therapist", "method": "GET", "route": "/api/v1/clients/<uuid:client_id>",
+     "status": 404, "error": "not_found", "resource_ids": [CLIENT_ID],
+     "request_id": "7d2c4b1a9e8f40c3b5a6d7e8f9012345", "client_request_id": None},
+]
 PENDING_INVITATIONS = [{k: v for k, v in INVITATION.items() if k != "code"}]
 MEMBER_PATCH = {"role": "therapist"}
 MEMBER = _record(user_id=DEMO_THERAPIST_ID, role="therapist")

@@ -20,6 +20,7 @@ from models.llm_budget import LlmBudget
 from models.llm_usage import LlmUsage
 from models.membership import Membership
 from models.note import Note
+from models.security_event import SecurityEvent
 from models.tenant import Tenant
 from models.tenant_migration import TenantMigration
 from models.therapy_session import TherapySession
@@ -35,6 +36,7 @@ __all__ = [
     "LlmUsage",
     "Membership",
     "Note",
+    "SecurityEvent",
     "SharedBase",
     "Tenant",
     "TenantBase",

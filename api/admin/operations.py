@@ -12,7 +12,7 @@ from sqlalchemy import Select, any_, func, select, text
 from sqlalchemy.orm import Session
 
 from api.domain import DomainError
-from models import AuditEvent, Invitation, Membership
+from models import AuditEvent, Invitation, Membership, SecurityEvent
 from models.membership import ADMIN
 from tenancy.actor import Actor
 from tenancy.provisioning import hash_invitation_code
@@ -95,6 +95,15 @@ def audit_query(args: dict[str, Any]) -> Select[AuditEvent]:
         query = query.where(AuditEvent.actor_id == args["actor_id"])
     if "action" in args:
         query = query.where(AuditEvent.action == args["action"])
+    return query
+
+
+def security_query(args: dict[str, Any]) -> Select[SecurityEvent]:
+    query = select(SecurityEvent).order_by(SecurityEvent.id.desc())
+    if "resource_id" in args:
+        query = query.where(any_(SecurityEvent.resource_ids) == args["resource_id"])
+    if "actor_id" in args:
+        query = query.where(SecurityEvent.actor_id == args["actor_id"])
     return query
 
 

@@ -62,6 +62,27 @@ class AuditQueryArgsSchema(ma.Schema):
     action = ma.fields.String(validate=validate.Length(max=64))
 
 
+class SecurityEventSchema(ma.Schema):
+    id = ma.fields.Integer(dump_only=True)
+    occurred_at = ma.fields.DateTime(dump_only=True)
+    actor_id = ma.fields.String(dump_only=True)
+    actor_role = ma.fields.String(dump_only=True)
+    method = ma.fields.String(dump_only=True)
+    route = ma.fields.String(dump_only=True, metadata={
+        "description": "The route's template, e.g. `/api/v1/clients/<uuid:client_id>`"})
+    status = ma.fields.Integer(dump_only=True)
+    error = ma.fields.String(dump_only=True, allow_none=True)
+    resource_ids = ma.fields.List(ma.fields.UUID(), dump_only=True, metadata={
+        "description": "The record ids the request's path named (they may not exist)"})
+    request_id = ma.fields.String(dump_only=True, allow_none=True)
+    client_request_id = ma.fields.String(dump_only=True, allow_none=True)
+
+
+class SecurityQueryArgsSchema(ma.Schema):
+    actor_id = ma.fields.String(validate=validate.Length(max=255))
+    resource_id = ma.fields.UUID()
+
+
 class UsageQueryArgsSchema(ma.Schema):
     period = ma.fields.String(
         validate=validate.Regexp(r"^(19|20)\d\d-(0[1-9]|1[0-2])$", error="Use YYYY-MM."),

@@ -18,6 +18,8 @@ from api.admin.schemas import (
     MemberPatchSchema,
     MemberSchema,
     PendingInvitationSchema,
+    SecurityEventSchema,
+    SecurityQueryArgsSchema,
     UsageQueryArgsSchema,
     UsageSchema,
 )
@@ -32,6 +34,7 @@ from api.examples import (
     MEMBER_PATCH,
     MEMBERS,
     PENDING_INVITATIONS,
+    SECURITY_EVENTS,
     USAGE,
 )
 from api.llm import gateway
@@ -156,6 +159,29 @@ class AuditEvents(MethodView):
         """
         items, total = fetch_page(
             session(), operations.audit_query(args),
+            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
+        )
+        pagination_parameters.item_count = total
+        return items
+
+
+@blp.route("/security-events")
+class SecurityEvents(MethodView):
+    @admin_only
+    @blp.arguments(SecurityQueryArgsSchema(), location="query")
+    @blp.response(200, SecurityEventSchema(many=True), example=SECURITY_EVENTS)
+    @blp.paginate()
+    def get(self, args: dict[str, Any], pagination_parameters: Any) -> list[Any]:
+        """List refused attempts on records, newest first.
+
+        Each request of a member on a clinical or admin route that was refused: 404 (a
+        record they may not see, or none in this practice, such as another practice's
+        id), 403, 409 or 412. Who (user id and role), the route's template, the record
+        ids its path named, the status and error code, the request ids. Never a body or
+        clinical text. Filter by `actor_id` or `resource_id`.
+        """
+        items, total = fetch_page(
+            session(), operations.security_query(args),
             offset=pagination_parameters.first_item, limit=pagination_parameters.page_size,
         )
         pagination_parameters.item_count = total

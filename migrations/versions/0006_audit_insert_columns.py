@@ -9,7 +9,8 @@ succeeded: an event could be backdated. ``secure_tenant_schema`` now grants INSE
 ``audit_events`` for the application's columns only (``models.audit_event.
 AUDIT_WRITE_COLUMNS``); ``id``, ``tenant_id`` and ``occurred_at`` come from the database.
 A schema still before tenant migration ``t0006`` (which adds ``client_request_id``) keeps
-the previous grants until the runner re-secures it after that step. What a holder of the
+the previous grants until the runner re-secures it after that step. ``security_events``
+(tenant migration ``t0007``) is append-only in the same way. What a holder of the
 app role's password can and cannot do: docs/decisions/app-role-threat-model.md.
 """
 
@@ -74,6 +75,13 @@ BEGIN
                            p_schema, r.relname, p_app_role);
             EXECUTE format('GRANT SELECT ON %I.%I TO %I', p_schema, r.relname, p_app_role);
             EXECUTE format('GRANT INSERT (actor_id, actor_role, action, resource_type, '
+                           'resource_ids, request_id, client_request_id) ON %I.%I TO %I',
+                           p_schema, r.relname, p_app_role);
+        ELSIF r.relname = 'security_events' THEN  -- append-only in the same way
+            EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON %I.%I FROM %I',
+                           p_schema, r.relname, p_app_role);
+            EXECUTE format('GRANT SELECT ON %I.%I TO %I', p_schema, r.relname, p_app_role);
+            EXECUTE format('GRANT INSERT (actor_id, actor_role, method, route, status, error, '
                            'resource_ids, request_id, client_request_id) ON %I.%I TO %I',
                            p_schema, r.relname, p_app_role);
         ELSIF r.relname IN ('audit_events') THEN  -- until tenant migration t0006
