@@ -146,3 +146,37 @@ def test_a_body_over_the_limit_names_the_limit(app, make_practice):
         "/api/v1/clients", data=b"{" + b" " * limit + b"}",
         headers={**practice.admin.headers, "Content-Type": "application/json"})
     assert str(limit) in _shape(response, 413, "payload_too_large")["message"]
+
+
+def test_lone_surrogates_are_refused_on_every_text_route(make_practice, issuer, app):
+    """Issue 10, 4: a lone surrogate in a practice name, a transcript or a chat message is
+    a 422 naming the field, decided before any work (no model call, no write)."""
+    import uuid
+
+    practice = make_practice()
+    c, h = practice.client, {**practice.admin.headers, "Content-Type": "application/json"}
+    client = practice.create_client()
+    session = c.post(f"/api/v1/clients/{client['id']}/sessions", headers=practice.admin.headers,
+                     json={"started_at": "2026-11-20T09:00:00+01:00", "duration_minutes": 50,
+                           "modality": "video"}).json
+    conversation = c.post(f"/api/v1/clients/{client['id']}/conversations",
+                          headers=practice.admin.headers).json
+    newcomer = {"Authorization": f"Bearer {issuer.token(f'u-{uuid.uuid4()}')}",
+                "Content-Type": "application/json"}
+    simulator = app.extensions["clinai_llm_simulator"]
+    before = len(simulator.requests)
+    cases = [
+        ("/api/v1/onboarding/tenants", newcomer, '{"name": "Praxis \\ud800"}', "json.name"),
+        (f"/api/v1/clients/{client['id']}/sessions", h,
+         '{"started_at": "2026-11-20T09:00:00+01:00", "duration_minutes": 50, '
+         '"modality": "video", "transcript": "A\\udfff"}', "json.transcript"),
+        (f"/api/v1/conversations/{conversation['id']}/messages", h,
+         '{"content": "Wie geht es \\ud83d?"}', "json.content"),
+    ]
+    for path, headers, body, field in cases:
+        response = c.post(path, data=body, headers=headers)
+        assert field in _shape(response, 422, "validation_failed")["message"], path
+    assert len(simulator.requests) == before
+    assert c.get(f"/api/v1/conversations/{conversation['id']}/messages",
+                 headers=practice.admin.headers).json == []
+    assert session["transcript"] is None
