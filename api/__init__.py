@@ -13,7 +13,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Create the app: defaults, then environment, then ``test_config`` overrides."""
     from flask import Flask
 
-    from api import apidoc, auth, cli, db, errors, llm, logs, settings
+    from api import apidoc, auth, cli, db, errors, llm, logs, settings, storage
     from api.admin.views import blp as admin_blp
     from api.b2c.views import blp as b2c_blp
     from api.clients.views import blp as clients_blp
@@ -52,10 +52,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     errors.init_app(app)
     llm.init_app(app)
+    storage.init_app(app)
     api = errors.Api(app)
     apidoc.register_components(api.spec)
     for blueprint in (onboarding_blp, tenant_blp, admin_blp, clients_blp, sessions_blp,
-                      notes_blp, drafts_blp, conversations_blp, b2c_blp):
+                      notes_blp, drafts_blp, conversations_blp, b2c_blp, storage.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health_bp)
     app.register_blueprint(docs_bp)

@@ -67,6 +67,10 @@ ERROR_CODES: dict[str, ErrorCode] = {
     # Invitations
     "invitation_invalid": ErrorCode(404, "No such invitation code, or it was already used."),
     "invitation_expired": ErrorCode(410, "The invitation code has expired."),
+    "download_invalid": ErrorCode(404, "The download link is not valid (altered or unknown)."),
+    "download_expired": ErrorCode(410, "The download link has expired; ask for a new one."),
+    "storage_unavailable": ErrorCode(
+        503, "File storage could not be reached; nothing was changed. Retry later."),
     "invitation_wrong_account": ErrorCode(
         403, "The invitation was issued to another e-mail address than the token's."),
     # AI

@@ -22,6 +22,7 @@ from api.domain import DomainError
 from api.error_codes import ERROR_CODES
 from api.tokens import IdentityProviderUnavailable
 from llm.errors import LLMError
+from storage.base import StorageError
 from tenancy.errors import TenancyError
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,8 @@ def describe_errors(errors: Any, *, limit: int = 5) -> str:
     return message if len(message) <= 500 else message[:497] + "..."
 
 
-CodedError = DomainError | TenancyError | LLMError | IdentityProviderUnavailable
+CodedError = (DomainError | TenancyError | LLMError | IdentityProviderUnavailable
+              | StorageError)
 
 
 def coded_error_response(exc: CodedError) -> Response:
@@ -136,7 +138,8 @@ def coded_error_response(exc: CodedError) -> Response:
 def init_app(app: Flask) -> None:
     """Map the domain, tenancy, LLM and identity-provider exceptions (and two database
     ones) to the error shape."""
-    for family in (DomainError, TenancyError, LLMError, IdentityProviderUnavailable):
+    for family in (DomainError, TenancyError, LLMError, IdentityProviderUnavailable,
+                   StorageError):
         app.register_error_handler(family, coded_error_response)
 
     @app.errorhandler(DataError)

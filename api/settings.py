@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": None,
     "AZURE_KEY_VAULT_URL": None,
+    "STORAGE_LOCAL_ROOT": None,  # default: <instance>/storage
+    "STORAGE_SIGNING_KEY": None,  # hex; default: a key kept in <instance>
+    "AZURE_STORAGE_ACCOUNT_URL": None,
+    "AZURE_STORAGE_CONNECTION_STRING": None,
     # Bodies above 1 MiB are refused with 413 before they are parsed.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ RUN_ID = secrets.token_hex(4)
 OWNER_ROLE = f"clinai_t{RUN_ID}_owner"
 APP_ROLE = f"clinai_t{RUN_ID}_app"
 APP_PASSWORD = "clinai-test-app-password"
+# Files the test apps store (local backend): one folder per test process, not the repo's.
+TEST_STORAGE_ROOT = tempfile.mkdtemp(prefix="clinai-test-storage-")
 
 
 def _server_url() -> str:
@@ -80,6 +83,7 @@ def app_config(database_url: str, issuer: LocalIssuer, **overrides: Any) -> dict
         "B2C_CONNECTOR_USERNAME": "b2c",
         "B2C_CONNECTOR_PASSWORD": "connector-secret",
         "LOG_LEVEL": "WARNING",
+        "STORAGE_LOCAL_ROOT": TEST_STORAGE_ROOT,
     }
     config.update(overrides)
     return config

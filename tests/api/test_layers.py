@@ -40,10 +40,12 @@ def test_every_exception_a_request_can_raise_has_a_registered_code():
     from api.error_codes import ERROR_CODES
     from api.tokens import IdentityProviderUnavailable
     from llm.errors import AdmissionRefused, LLMError
+    from storage.base import StorageError
     from tenancy.errors import TenancyError, TenantAccessDenied
 
-    bases = {TenancyError, TenantAccessDenied, LLMError, AdmissionRefused}
-    classes = [*_subclasses(TenancyError), *_subclasses(LLMError), IdentityProviderUnavailable]
+    bases = {TenancyError, TenantAccessDenied, LLMError, AdmissionRefused, StorageError}
+    classes = [*_subclasses(TenancyError), *_subclasses(LLMError), *_subclasses(StorageError),
+               IdentityProviderUnavailable]
     unregistered = sorted(c.__name__ for c in classes
                           if c not in bases and c.code not in ERROR_CODES)
     assert unregistered == []
