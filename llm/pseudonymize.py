@@ -6,8 +6,9 @@ name), with titles ("Mr. Quenstedt", "Frau Quenstedt") and possessives
 are matched in ISO and German notation; e-mail, phone and address literally (phone
 ignoring spacing). The mapping lives only in this object: it is never logged or sent.
 
-The case's client (``people``) gets numbered placeholders (``[PERSON_1_LAST]``) that are
-restored to the stored value: the caller may see that client. Every other client
+The case's client (``people``) gets numbered placeholders (``[PERSON_1_LAST]``; another
+written form of the same identifier ``[PERSON_1_LAST_2]``), each restored to the text it
+replaced: a date typed 17.5.1990 stays 17.5.1990, a partial name stays partial. Every other client
 (``others``) is masked per typed form (``[OTHER_1]``, ``[OTHER_2]``, ...: one placeholder
 per distinct text the caller wrote, none grouped by person), and restored to exactly what
 the caller typed, never to the stored value: a guess typed into a chat comes back as
@@ -18,6 +19,7 @@ the keys (client ids) of the other people whose identifiers were masked, for the
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -76,7 +78,7 @@ def _phone_pattern(phone: str) -> str | None:
 
 # Text that looks like one of our placeholders is defused before masking, so a user can't
 # type "[PERSON_2_LAST]" and have the reply "restored" into someone else's name.
-_PLACEHOLDER_LIKE = re.compile(r"\[(PERSON_\d+_[A-Z]+|OTHER_\d+)\]", re.IGNORECASE)
+_PLACEHOLDER_LIKE = re.compile(r"\[(PERSON_\d+_[A-Z]+(?:_\d+)?|OTHER_\d+)\]", re.IGNORECASE)
 
 
 def _nfc(text: str) -> str:
@@ -122,6 +124,8 @@ class Pseudonymizer:
     _pending: dict[int, Identity] = field(default_factory=dict)
     _used: set[str] = field(default_factory=set)
     _typed: dict[str, str] = field(default_factory=dict)
+    _case_forms: dict[tuple[str, str], str] = field(default_factory=dict)
+    _case_counts: dict[str, int] = field(default_factory=dict)
     masked: set[Any] = field(default_factory=set)
 
     @classmethod
@@ -205,6 +209,21 @@ class Pseudonymizer:
         self._used.add(placeholder)
         return placeholder
 
+    def _as_typed_form(self, base: str, match: re.Match[str]) -> str:
+        """The case's client: ``[PERSON_1_FIRST]`` for the first form typed, then
+        ``[PERSON_1_FIRST_2]`` ... for other forms, each restoring to its own text (a
+        transcript quoted in a draft keeps its wording: "Klientin" stays "Klientin")."""
+        typed = match.group(0)
+        placeholder = self._case_forms.get((base, typed))
+        if placeholder is None:
+            count = self._case_counts.get(base, 0) + 1
+            self._case_counts[base] = count
+            placeholder = base if count == 1 else f"{base[:-1]}_{count}]"
+            self._case_forms[(base, typed)] = placeholder
+            self._originals[placeholder] = typed
+        self._used.add(placeholder)
+        return placeholder
+
     def pseudonymize(self, text: str) -> str:
         text = _PLACEHOLDER_LIKE.sub(r"(\1)", _nfc(text))
         if self._pending:
@@ -220,9 +239,7 @@ class Pseudonymizer:
                 if count:
                     self.masked |= keys
                 continue
-            text, count = pattern.subn(placeholder, text)
-            if count:
-                self._used.add(placeholder)
+            text = pattern.sub(functools.partial(self._as_typed_form, placeholder), text)
         return text
 
     def pseudonymize_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

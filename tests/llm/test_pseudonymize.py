@@ -42,7 +42,22 @@ def test_restore_roundtrip(p):
     text = "Mr. Quenstedt's sister called Quentin on 030 1234567."
     masked = p.pseudonymize(text)
     assert masked == "Mr. [PERSON_1_LAST]'s sister called [PERSON_1_FIRST] on [PERSON_1_PHONE]."
-    assert p.restore(masked) == "Mr. Quenstedt's sister called Quentin on +49 30 1234567."
+    # Restored as written, not normalised to the record (+49 30 1234567).
+    assert p.restore(masked) == text
+
+
+def test_each_written_form_of_the_case_client_restores_to_itself():
+    """Outside test, session 5: a draft must not misquote the transcript ("Klientin"
+    became "Demo-Klientin", 17.5.1990 became 1990-05-17)."""
+    p = Pseudonymizer.for_people([Identity(first_name="Demo-Klientin", last_name="Beispiel",
+                                           date_of_birth=dt.date(1990, 5, 17))])
+    text = "Klientin sagt hallo. Demo-Klientin, geboren 17.5.1990 (1990-05-17)."
+    masked = p.pseudonymize(text)
+    # Longer forms are matched first, so the full name holds the first placeholder.
+    assert masked == ("[PERSON_1_FIRST_2] sagt hallo. [PERSON_1_FIRST], geboren "
+                      "[PERSON_1_DOB_2] ([PERSON_1_DOB]).")
+    assert p.restore(masked) == text
+    assert p.restore("[PERSON_1_FIRST] und [PERSON_1_FIRST_2]") == "Demo-Klientin und Klientin"
 
 
 def test_restore_stream_handles_split_placeholders(p):
