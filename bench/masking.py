@@ -14,6 +14,7 @@ JSON line; the target is p50 <= 5 ms at 50,000 clients.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import random
 import statistics
@@ -83,7 +84,6 @@ def _explain(session: Session, case: Client, messages: list[dict[str, Any]]) -> 
 
 
 def _date(value: str | None) -> Any:
-    import datetime as dt
     return dt.date.fromisoformat(value) if value else None
 
 

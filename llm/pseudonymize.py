@@ -151,7 +151,7 @@ class Pseudonymizer:
         # longest first, so "Anna-Lena" wins over "Anna".
         self._rules.sort(key=lambda rule: (rule[0], -len(rule[1].pattern)))
 
-    def _add(self, pattern: str, placeholder: str, original: str, *, words: bool,
+    def _add(self, pattern: str, placeholder: str, *, words: bool,
              other: Identity | None) -> None:
         pattern = _nfc(pattern)
         if words:
@@ -162,7 +162,6 @@ class Pseudonymizer:
         if other is None:
             self._rules.append((priority, re.compile(pattern, re.IGNORECASE), placeholder,
                                 frozenset()))
-            self._originals.setdefault(placeholder, original)
             return
         keys = other.keys
         index = self._other_rules.get(pattern)
@@ -178,25 +177,23 @@ class Pseudonymizer:
         for part, value in (("FIRST", person.first_name), ("LAST", person.last_name)):
             if value and len(value.strip()) >= 2:
                 value = value.strip()
-                self._add(re.escape(value), f"[PERSON_{n}_{part}]", value, words=True,
-                          other=who)
+                self._add(re.escape(value), f"[PERSON_{n}_{part}]", words=True, other=who)
                 # Hyphenated or double names: each part alone identifies too.
                 for piece in re.split(r"[\s\-]+", value):
                     if len(piece) >= 3 and piece != value:
-                        self._add(re.escape(piece), f"[PERSON_{n}_{part}]", value,
-                                  words=True, other=who)
+                        self._add(re.escape(piece), f"[PERSON_{n}_{part}]", words=True,
+                                  other=who)
         if person.date_of_birth:
             for variant in _date_variants(person.date_of_birth):
-                self._add(re.escape(variant), f"[PERSON_{n}_DOB]",
-                          person.date_of_birth.isoformat(), words=True, other=who)
+                self._add(re.escape(variant), f"[PERSON_{n}_DOB]", words=True, other=who)
         if person.email:
-            self._add(re.escape(person.email), f"[PERSON_{n}_EMAIL]", person.email,
-                      words=False, other=who)
+            self._add(re.escape(person.email), f"[PERSON_{n}_EMAIL]", words=False,
+                      other=who)
         if person.phone and (pattern := _phone_pattern(person.phone)):
-            self._add(pattern, f"[PERSON_{n}_PHONE]", person.phone, words=False, other=who)
+            self._add(pattern, f"[PERSON_{n}_PHONE]", words=False, other=who)
         if person.address and len(person.address.strip()) >= 4:
             self._add(re.escape(person.address.strip()), f"[PERSON_{n}_ADDRESS]",
-                      person.address.strip(), words=False, other=who)
+                      words=False, other=who)
 
     def _as_typed(self, match: re.Match[str]) -> str:
         """Another client's identifier: a placeholder that restores to the typed text."""
