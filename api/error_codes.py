@@ -64,6 +64,17 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "note_signed": ErrorCode(409, "A signed note cannot change."),
     "last_admin": ErrorCode(409, "The change would leave the practice without an admin."),
     "no_transcript": ErrorCode(422, "The session has no transcript to draft a note from."),
+    # Data lifecycle (GDPR, § 630f BGB)
+    "consent_required": ErrorCode(
+        409, "The client has no current consent to AI assistance, and the practice requires "
+             "one (`POST /clients/{client_id}/consents`)."),
+    "client_restricted": ErrorCode(
+        409, "The client's record is restricted (GDPR Art. 18): it can be read by admins, "
+             "not changed or used for AI, until the restriction is lifted."),
+    "retention_period_running": ErrorCode(
+        409, "The client's treatment record must be kept (§ 630f(3) BGB) until "
+             "`retain_until` (null while treatment is ongoing); restrict it instead, or "
+             "give an `override_retention` reason."),
     # Invitations
     "invitation_invalid": ErrorCode(404, "No such invitation code, or it was already used."),
     "invitation_expired": ErrorCode(410, "The invitation code has expired."),

@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
     "B2C_CONNECTOR_USERNAME": None,
     "B2C_CONNECTOR_PASSWORD": None,
     "INVITATION_TTL_HOURS": 168,
+    # § 630f(3) BGB: treatment records are kept 10 years after treatment ended (minimum).
+    "RECORD_RETENTION_YEARS": 10,
+    # Art. 15/20 exports stay downloadable this long, then `flask gdpr purge` deletes them.
+    "EXPORT_RETENTION_DAYS": 30,
     "AZURE_OPENAI_ENDPOINT": None,
     "AZURE_OPENAI_API_KEY": None,
     "OPENAI_API_VERSION": "2024-10-21",
@@ -50,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
 
 _INT_SETTINGS = {
     "DATABASE_POOL_SIZE", "AUTH_CLOCK_SKEW_SECONDS", "INVITATION_TTL_HOURS", "MAX_CONTENT_LENGTH",
+    "RECORD_RETENTION_YEARS", "EXPORT_RETENTION_DAYS",
     "LLM_DEFAULT_MONTHLY_TOKEN_BUDGET", "LLM_TENANT_REQUESTS_PER_MINUTE",
     "LLM_TENANT_TOKENS_PER_MINUTE", "LLM_TIMEOUT_SECONDS", "LLM_MAX_ATTEMPTS",
 }
@@ -107,6 +112,10 @@ def validate(config: Mapping[str, Any]) -> None:
             "AUTH_OIDC_METADATA_URL is not set; only APP_ENV=development may use the "
             "development token issuer"
         )
+    if int(config.get("RECORD_RETENTION_YEARS", 10)) < 10:
+        raise ConfigError("RECORD_RETENTION_YEARS must be at least 10 (§ 630f(3) BGB)")
+    if not 1 <= int(config.get("EXPORT_RETENTION_DAYS", 30)) <= 365:
+        raise ConfigError("EXPORT_RETENTION_DAYS must be between 1 and 365")
     if not config.get("AZURE_OPENAI_ENDPOINT") and config.get("APP_ENV") not in DEV_ENVS:
         raise ConfigError("AZURE_OPENAI_ENDPOINT is not set; the LLM simulator serves only "
                           f"APP_ENV in {sorted(DEV_ENVS)}")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import BigInteger, Identity
+from sqlalchemy import BigInteger, Identity, Index
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,6 +20,10 @@ class AuditEvent(TenantBase):
     """Who did what to which clinical record, when. Append-only; never clinical text."""
 
     __tablename__ = "audit_events"
+    # Which events name a record: a client's access log in an export, re-pointing on
+    # erasure, the admin filter by resource_id.
+    __table_args__ = (
+        Index("ix_audit_events_resource_ids", "resource_ids", postgresql_using="gin"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     tenant_id: Mapped[tenant_fk]

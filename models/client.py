@@ -45,6 +45,13 @@ class Client(TenantBase):
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     created_at: Mapped[created_ts]
     updated_at: Mapped[updated_ts]
+    # Retention (§ 630f(3) BGB): the record is kept until treatment_ended_on plus the
+    # practice's retention period (api/lifecycle.py computes retain_until).
+    treatment_ended_on: Mapped[dt.date | None] = mapped_column(Date)
+    # Restriction of processing (GDPR Art. 18): hidden from therapists, read-only for admins.
+    restricted_at: Mapped[dt.datetime | None]
+    restricted_by: Mapped[str_255 | None]
+    restriction_reason: Mapped[str | None]
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012  (SQLAlchemy's declarative hook)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import BigInteger, Identity, Integer
+from sqlalchemy import BigInteger, Identity, Index, Integer
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -19,6 +19,10 @@ class SecurityEvent(TenantBase):
     route and record ids, which refusal. Append-only; never clinical text or a body."""
 
     __tablename__ = "security_events"
+    # Which events name a record: a client's access log in an export, re-pointing on
+    # erasure, the admin filter by resource_id.
+    __table_args__ = (
+        Index("ix_security_events_resource_ids", "resource_ids", postgresql_using="gin"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     tenant_id: Mapped[tenant_fk]

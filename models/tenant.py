@@ -5,7 +5,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import SharedBase, created_ts, str_64, str_255, updated_ts, uuid_pk
 
-TENANT_STATUSES = ("active", "suspended", "deleted")
+# closing: offboarding has begun (every token refused); erased: its data is gone.
+TENANT_STATUSES = ("active", "suspended", "deleted", "closing", "erased")
 
 
 class Tenant(SharedBase):
