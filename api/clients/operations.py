@@ -19,10 +19,12 @@ from tenancy.actor import Actor
 
 
 def _clients_of(sees_all: bool, therapist_id: Any) -> Select[Client]:
-    """All clients, or those assigned to ``therapist_id`` (a value or a bind parameter)."""
+    """All clients, or those assigned to ``therapist_id`` (a value or a bind parameter)
+    whose record is not restricted (GDPR Art. 18: a restricted record is the admins')."""
     query = select(Client)
     if not sees_all:
-        query = query.where(Client.assigned_therapist_id == therapist_id)
+        query = query.where(Client.assigned_therapist_id == therapist_id,
+                            Client.restricted_at.is_(None))
     return query
 
 
@@ -43,6 +45,15 @@ def get_client(db: Session, actor: Actor, client_id: uuid.UUID) -> Client:
     if client is None:
         raise DomainError("not_found", "No such client.")
     return client
+
+
+def ensure_writable(client: Client) -> None:
+    """Stop with 409 ``client_restricted`` when the client's record is restricted: it may
+    be read (by admins), never changed or used for AI, until the restriction is lifted.
+    Every write to a client or anything of it, and every AI route, calls this."""
+    if client.restricted_at is not None:
+        raise DomainError("client_restricted",
+                          "The client's record is restricted; lift the restriction first.")
 
 
 @functools.cache
