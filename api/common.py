@@ -1,16 +1,15 @@
-"""Small pieces every resource uses: ETags and audit events."""
+"""Small pieces every resource uses: ETags, audit events (``api.audit``), masking."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar
 
 from flask import request
 from sqlalchemy.orm import Session
 
+from api.audit import audit
 from api.clients.operations import pseudonymizer_for
-from api.db import AUDIT_KEY
 from api.errors import abort
 from llm.pseudonymize import Pseudonymizer
 from models import Client
@@ -66,25 +65,6 @@ def check_if_match(record: Versioned, tags: frozenset[str]) -> None:
                   "If-Match: * is not accepted; send the ETag of the version you read.")
         abort(412, "precondition_failed",
               "The record was changed since you read it; reload it and retry.")
-
-
-def audit(db: Session, actor: Actor, action: str, resource_type: str,
-          ids: Iterable[uuid.UUID]) -> None:
-    """Append ``actor``'s audit event to the request's transaction (no clinical text, ever).
-
-    The row is written right before the commit, in the same round trip
-    (``api.db.commit_request``); a request that fails writes neither. A list's event is
-    written by its page statement instead (``api.pagination.ReadAudit``).
-    """
-    db.info.setdefault(AUDIT_KEY, []).append({
-        "actor_id": actor.user_id,
-        "actor_role": actor.role,
-        "action": action,
-        "resource_type": resource_type,
-        "resource_ids": list(ids),
-        "request_id": actor.request_id,
-        "client_request_id": actor.client_request_id,
-    })
 
 
 def mask_for_model(db: Session, actor: Actor, client: Client,

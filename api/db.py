@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import security_events
+from api.audit import AUDIT_KEY
 from models.audit_event import AUDIT_INSERT, AUDIT_WRITE_COLUMNS
 from tenancy import context as tenant_context
 from tenancy.actor import Actor
@@ -27,7 +28,6 @@ from tenancy.security import verify_app_role
 
 log = logging.getLogger(__name__)
 EXTENSION = "clinai_db"
-AUDIT_KEY = "audit_events"
 _AUDIT_INSERT = AUDIT_INSERT + " VALUES "
 _AUDIT_ROW = "(%s, %s, %s, %s, %s::uuid[], %s, %s)"  # AUDIT_WRITE_COLUMNS, in order
 

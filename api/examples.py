@@ -81,7 +81,23 @@ CLIENT_PATCH = {"status": "inactive"}
 CLIENT = _record(id=CLIENT_ID, first_name="Erika", last_name="Mustermann",
                  date_of_birth="1985-04-12",
                  contact={"email": "erika.mustermann@example.org", "phone": "+49 30 5550123"},
-                 assigned_therapist_id=DEMO_THERAPIST_ID, status="active", version=1)
+                 assigned_therapist_id=DEMO_THERAPIST_ID, status="active",
+                 treatment_ended_on=None, retain_until=None, restricted=False,
+                 restricted_at=None, restriction_reason=None, version=1)
+RESTRICTION = {"reason": "Erasure requested on 2026-11-30; record kept until retention ends"}
+RESTRICTED_CLIENT = {**CLIENT, "status": "discharged", "treatment_ended_on": "2026-06-30",
+                     "retain_until": "2036-06-30", "restricted": True,
+                     "restricted_at": "2026-11-30T10:00:00+00:00",
+                     "restriction_reason": RESTRICTION["reason"], "version": 3}
+ERASURE = {"confirm": CLIENT_ID}
+TOMBSTONE = {"id": "7d1c6a52-3b8e-4f0a-9c51-0e2f4b6d8a10",
+             "erased_at": "2026-11-30T10:05:00+00:00", "erased_by": DEMO_ADMIN_ID,
+             "reason": "no_clinical_record", "retain_until": None,
+             "record_counts": {"clients": 1, "therapy_sessions": 0, "notes": 0,
+                               "note_amendments": 0, "conversations": 0,
+                               "conversation_messages": 0, "client_consents": 1,
+                               "data_exports": 0},
+             "events_repointed": 3}
 
 SESSION_CREATE = {"started_at": "2026-11-20T09:00:00+01:00", "duration_minutes": 50,
                   "modality": "video",

@@ -8,8 +8,9 @@ from sqlalchemy.orm import Mapped
 
 from models.base import TenantBase, created_ts, str_64, str_255, tenant_fk, uuid_pk
 
-ERASURE_REASONS = ("no_clinical_record", "retention_ended", "created_in_error", "legal_order",
-                   "other_legal_basis")
+# Why an erasure may override a running retention period (Art. 17(3) GDPR does not apply).
+OVERRIDE_REASONS = ("created_in_error", "legal_order", "other_legal_basis")
+ERASURE_REASONS = ("no_clinical_record", "retention_ended", *OVERRIDE_REASONS)
 
 
 class ErasureTombstone(TenantBase):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import uuid
 from collections.abc import Iterable
@@ -10,6 +11,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select, text
 from sqlalchemy.orm import Session
 
+from api.audit import audit
 from api.domain import DomainError
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from llm.pseudonymize import Identity, Pseudonymizer
@@ -39,12 +41,30 @@ def visible_clients(actor: Actor) -> Select[Client]:
     return _clients_of(actor.is_admin, actor.user_id)
 
 
-def get_client(db: Session, actor: Actor, client_id: uuid.UUID) -> Client:
-    """Return a client the caller may see, or stop with 404 (never 403: no existence leak)."""
+def get_client(db: Session, actor: Actor, client_id: uuid.UUID, *,
+               write: bool = False) -> Client:
+    """Return a client the caller may see, or stop with 404 (never 403: no existence leak).
+
+    ``write``: the caller is about to change the client or something of it, or use it for
+    AI; a restricted client stops that with 409 (``ensure_writable``)."""
     client = db.scalars(visible_clients(actor).where(Client.id == client_id)).one_or_none()
     if client is None:
         raise DomainError("not_found", "No such client.")
+    check_restriction(db, actor, client.id, client.restricted_at, write=write)
     return client
+
+
+def check_restriction(db: Session, actor: Actor, client_id: uuid.UUID,
+                      restricted_at: dt.datetime | None, *, write: bool) -> None:
+    """The restriction rule (GDPR Art. 18) for a client a caller reached, directly or
+    through one of its records: only admins reach a restricted client (the visibility
+    rule hides it from therapists); a write stops with 409, a read is audited as an
+    access to a restricted record (``client.restricted_access``)."""
+    if restricted_at is None:
+        return
+    if write:
+        raise _restricted()
+    audit(db, actor, "client.restricted_access", "client", [client_id])
 
 
 def ensure_writable(client: Client) -> None:
@@ -52,22 +72,32 @@ def ensure_writable(client: Client) -> None:
     be read (by admins), never changed or used for AI, until the restriction is lifted.
     Every write to a client or anything of it, and every AI route, calls this."""
     if client.restricted_at is not None:
-        raise DomainError("client_restricted",
-                          "The client's record is restricted; lift the restriction first.")
+        raise _restricted()
+
+
+def _restricted() -> DomainError:
+    return DomainError("client_restricted",
+                       "The client's record is restricted; lift the restriction first.")
 
 
 @functools.cache
-def _client_pages(sees_all: bool, by_status: bool) -> PageQuery:
+def _client_pages(sees_all: bool, by_status: bool, include_restricted: bool) -> PageQuery:
     query = _clients_of(sees_all, bindparam("therapist_id"))
     if by_status:
         query = query.where(Client.status == bindparam("status"))
+    if not include_restricted:
+        query = query.where(Client.restricted_at.is_(None))
     return page_query(query, order_by=(Client.last_name, Client.id))
 
 
-def list_clients(db: Session, actor: Actor, *, status: str | None, offset: int,
-                 limit: int, audit: ReadAudit) -> tuple[list[Client], int]:
-    """A page of the clients ``p`` may see (as ``visible_clients``), by last name."""
-    return fetch_page(db, _client_pages(actor.is_admin, status is not None),
+def list_clients(db: Session, actor: Actor, *, status: str | None, include_restricted: bool,
+                 offset: int, limit: int, audit: ReadAudit) -> tuple[list[Client], int]:
+    """A page of the clients ``p`` may see (as ``visible_clients``), by last name;
+    restricted ones only for admins who ask (``include_restricted``)."""
+    if include_restricted and not actor.is_admin:
+        raise DomainError("role_forbidden", "Only admins may list restricted clients.")
+    return fetch_page(db, _client_pages(actor.is_admin, status is not None,
+                                        include_restricted and actor.is_admin),
                       params={"therapist_id": actor.user_id, "status": status},
                       offset=offset, limit=limit, audit=audit)
 
@@ -85,9 +115,35 @@ def _check_assignee(db: Session, actor: Actor, assignee: str | None) -> None:
             errors={"json": {"assigned_therapist_id": ["Not a member of the practice."]}})
 
 
+# What an admin may still change on a restricted client: when the treatment ended (so
+# that its retention can run out) and the status that goes with it.
+RESTRICTED_WRITABLE = frozenset({"treatment_ended_on", "status"})
+
+
+def _check_treatment_end(actor: Actor, data: dict[str, Any], client: Client | None) -> None:
+    """``treatment_ended_on`` is set by admins (it starts the retention period); a
+    discharged client needs one."""
+    if "treatment_ended_on" in data and not actor.is_admin and (
+            client is None or data["treatment_ended_on"] != client.treatment_ended_on):
+        raise DomainError("role_forbidden", "Only admins set treatment_ended_on.")
+    ended = data.get("treatment_ended_on",
+                     client.treatment_ended_on if client is not None else None)
+    status = data.get("status", client.status if client is not None else "active")
+    if status == "discharged" and ended is None:
+        raise DomainError(
+            "validation_failed", "A discharged client needs treatment_ended_on.",
+            errors={"json": {"treatment_ended_on": [
+                "Required when status is discharged (the retention period starts then)."]}})
+    born = data.get("date_of_birth", client.date_of_birth if client is not None else None)
+    if ended is not None and born is not None and ended < born:
+        raise DomainError("validation_failed", "treatment_ended_on is before date_of_birth.",
+                          errors={"json": {"treatment_ended_on": ["Before date_of_birth."]}})
+
+
 def create_client(db: Session, actor: Actor, data: dict[str, Any]) -> Client:
     if not actor.is_admin and data.get("assigned_therapist_id") is None:
         data["assigned_therapist_id"] = actor.user_id
+    _check_treatment_end(actor, data, None)
     _check_assignee(db, actor, data.get("assigned_therapist_id"))
     client = Client(**data)
     db.add(client)
@@ -97,6 +153,9 @@ def create_client(db: Session, actor: Actor, data: dict[str, Any]) -> Client:
 
 
 def update_client(db: Session, actor: Actor, client: Client, data: dict[str, Any]) -> Client:
+    if client.restricted_at is not None and not set(data) <= RESTRICTED_WRITABLE:
+        ensure_writable(client)
+    _check_treatment_end(actor, data, client)
     if "assigned_therapist_id" in data:
         _check_assignee(db, actor, data["assigned_therapist_id"])
     for key, value in data.items():
@@ -158,3 +217,27 @@ def pseudonymizer_for(db: Session, client: Client, texts: Iterable[str]) -> Pseu
     rows = db.execute(_CANDIDATES, {"keys": sorted(keys), "case_id": client.id}) if keys else ()
     return Pseudonymizer.for_people([identity_of(client)],
                                     candidates=_matched_parts(rows))
+
+
+def restrict_client(db: Session, actor: Actor, client: Client, reason: str) -> Client:
+    """Restrict processing (GDPR Art. 18, and Art. 17(3)(b) with § 35(3) BDSG where the
+    record must still be kept): hidden from therapists, read-only for admins, no AI."""
+    if client.restricted_at is not None:
+        raise DomainError("client_restricted", "The client's record is already restricted.")
+    client.restricted_at = dt.datetime.now(dt.UTC)
+    client.restricted_by = actor.user_id
+    client.restriction_reason = reason
+    db.flush()
+    db.refresh(client)
+    return client
+
+
+def lift_restriction(db: Session, client: Client) -> Client:
+    if client.restricted_at is None:
+        raise DomainError("not_found", "The client's record is not restricted.")
+    client.restricted_at = None
+    client.restricted_by = None
+    client.restriction_reason = None
+    db.flush()
+    db.refresh(client)
+    return client

@@ -11,10 +11,11 @@ from flask.views import MethodView
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from api.audit import audit
 from api.auth import actor, any_member
 from api.blueprint import Blueprint
 from api.clients.operations import get_client
-from api.common import audit, mask_for_model
+from api.common import mask_for_model
 from api.conversations.operations import get_conversation
 from api.conversations.schemas import (
     ConversationCreateSchema,
@@ -99,7 +100,7 @@ class ClientConversations(MethodView):
     @any_member
     @blp.arguments(ConversationCreateSchema, required=False, example=CONVERSATION_CREATE)
     @blp.response(201, ConversationSchema, example=CONVERSATION)
-    @blp.errors("not_found")
+    @blp.errors("not_found", "client_restricted")
     def post(self, _data: dict[str, Any], client_id: uuid.UUID) -> Any:
         """Start a conversation about a client.
 
@@ -107,7 +108,7 @@ class ClientConversations(MethodView):
         `POST /conversations/{conversation_id}/messages`.
         """
         db, p = session(), actor()
-        client = get_client(db, p, client_id)
+        client = get_client(db, p, client_id, write=True)
         conversation = Conversation(client_id=client.id, created_by=p.user_id)
         db.add(conversation)
         db.flush()
@@ -140,7 +141,7 @@ class ConversationMessages(MethodView):
     @blp.arguments(MessageCreateSchema, example=MESSAGE_CREATE)
     @blp.response(201, MessageSchema, example=MESSAGE)
     @blp.event_stream("message_id")
-    @blp.errors("not_found")
+    @blp.errors("not_found", "client_restricted")
     def post(self, data: dict[str, Any], conversation_id: uuid.UUID) -> Any:
         """Ask the model; returns its reply. Both turns are saved only on success.
 
@@ -151,7 +152,7 @@ class ConversationMessages(MethodView):
         `Accept: text/event-stream` the reply streams as server-sent events.
         """
         db, a = session(), actor()
-        conversation, client = get_conversation(db, a, conversation_id)
+        conversation, client = get_conversation(db, a, conversation_id, write=True)
         history = [(m.role, m.content) for m in db.scalars(
             select(ConversationMessage)
             .where(ConversationMessage.conversation_id == conversation.id)

@@ -9,9 +9,10 @@ import marshmallow as ma
 from flask.views import MethodView
 from sqlalchemy.orm import Session
 
+from api.audit import audit
 from api.auth import actor, any_member
 from api.blueprint import Blueprint
-from api.common import audit, mask_for_model, with_etag
+from api.common import mask_for_model, with_etag
 from api.db import commit_request, session
 from api.errors import abort
 from api.examples import AI_NOTE, DRAFT_REQUEST
@@ -49,7 +50,7 @@ class NoteDrafts(MethodView):
     @blp.response(201, NoteSchema, example=AI_NOTE)
     @blp.etag_header
     @blp.event_stream("note_id")
-    @blp.errors("not_found", "no_transcript")
+    @blp.errors("not_found", "no_transcript", "client_restricted")
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Draft a note from the session's transcript (status draft, source ai).
 
@@ -63,7 +64,7 @@ class NoteDrafts(MethodView):
         transcript.
         """
         db, a = session(), actor()
-        record = get_session(db, a, session_id)
+        record = get_session(db, a, session_id, write=True)
         if not record.transcript:
             abort(422, "no_transcript", "The session has no transcript to draft from.")
         client = db.get(Client, record.client_id)

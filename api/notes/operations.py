@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
+from api.clients.operations import check_restriction
 from api.domain import DomainError
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from api.sessions.operations import visible_sessions
@@ -24,10 +25,17 @@ def visible_notes(actor: Actor) -> Select[Note]:
         Note.session_id.in_(visible_sessions(actor).with_only_columns(TherapySession.id)))
 
 
-def get_note(db: Session, actor: Actor, note_id: uuid.UUID) -> Note:
+def get_note(db: Session, actor: Actor, note_id: uuid.UUID, *, write: bool = False) -> Note:
+    """A note of a client the caller may see, else 404; ``write`` as in ``get_client``."""
     note = db.scalars(visible_notes(actor).where(Note.id == note_id)).one_or_none()
     if note is None:
         raise DomainError("not_found", "No such note.")
+    if actor.is_admin:  # only admins reach restricted clients
+        client_id, restricted_at = db.execute(
+            select(Client.id, Client.restricted_at)
+            .join(TherapySession, TherapySession.client_id == Client.id)
+            .where(TherapySession.id == note.session_id)).one()
+        check_restriction(db, actor, client_id, restricted_at, write=write)
     return note
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from flask.views import MethodView
 
+from api.audit import audit
 from api.auth import actor, any_member
 from api.blueprint import Blueprint
-from api.common import audit, check_if_match, require_if_match, with_etag
+from api.common import check_if_match, require_if_match, with_etag
 from api.db import session
 from api.examples import NOTE, NOTE_CREATE, NOTE_PATCH, SIGNED_NOTE
 from api.notes import operations
@@ -48,7 +49,7 @@ class SessionNotes(MethodView):
     @blp.arguments(NoteSchema, example=NOTE_CREATE)
     @blp.response(201, NoteSchema, example=NOTE)
     @blp.etag_header
-    @blp.errors("not_found")
+    @blp.errors("not_found", "client_restricted")
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Write a note for a session (a draft).
 
@@ -58,7 +59,7 @@ class SessionNotes(MethodView):
         note starts as a draft by the caller; sign it to make it final.
         """
         db, p = session(), actor()
-        record = get_session(db, p, session_id)
+        record = get_session(db, p, session_id, write=True)
         note = operations.create_note(db, p, record.id, data)
         audit(session(), actor(), "note.create", "note", [note.id])
         return with_etag(note)
@@ -86,7 +87,7 @@ class NotesById(MethodView):
         **NOTE, "content": {**NOTE["content"], **NOTE_PATCH["content"]}, "version": 2})
     @blp.etag_header
     @blp.if_match
-    @blp.errors("not_found", "note_signed")
+    @blp.errors("not_found", "note_signed", "client_restricted")
     def patch(self, data: dict[str, Any], note_id: uuid.UUID) -> Any:
         """Change a draft note (send the ETag in If-Match).
 
@@ -96,7 +97,7 @@ class NotesById(MethodView):
         """
         if_match = require_if_match()
         db = session()
-        note = operations.get_note(db, actor(), note_id)
+        note = operations.get_note(db, actor(), note_id, write=True)
         check_if_match(note, if_match)
         note = operations.update_note(db, note, data)
         audit(session(), actor(), "note.update", "note", [note.id])
@@ -108,7 +109,8 @@ class NoteSignature(MethodView):
     @any_member
     @blp.response(200, NoteSchema, example=SIGNED_NOTE)
     @blp.etag_header
-    @blp.errors("not_found", "not_note_author", "note_signed", "precondition_failed")
+    @blp.errors("not_found", "not_note_author", "note_signed", "precondition_failed",
+                "client_restricted")
     def post(self, note_id: uuid.UUID) -> Any:
         """Sign a draft note; it can no longer change.
 
@@ -119,6 +121,6 @@ class NoteSignature(MethodView):
         it again before signing). No body.
         """
         db, p = session(), actor()
-        note = operations.sign_note(db, p, operations.get_note(db, p, note_id))
+        note = operations.sign_note(db, p, operations.get_note(db, p, note_id, write=True))
         audit(session(), actor(), "note.sign", "note", [note.id])
         return with_etag(note)

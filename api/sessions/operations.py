@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from api.clients.operations import visible_client_ids
+from api.clients.operations import check_restriction, visible_client_ids
 from api.domain import DomainError
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from models import Client, TherapySession
@@ -21,10 +21,16 @@ def visible_sessions(actor: Actor) -> Select[TherapySession]:
     return select(TherapySession).where(TherapySession.client_id.in_(visible_client_ids(actor)))
 
 
-def get_session(db: Session, actor: Actor, session_id: uuid.UUID) -> TherapySession:
+def get_session(db: Session, actor: Actor, session_id: uuid.UUID, *,
+                write: bool = False) -> TherapySession:
+    """A session of a client the caller may see, else 404; ``write`` as in ``get_client``
+    (a restricted client's sessions are read-only, and their reads audited)."""
     found = db.scalars(visible_sessions(actor).where(TherapySession.id == session_id)).one_or_none()
     if found is None:
         raise DomainError("not_found", "No such session.")
+    if actor.is_admin:  # only admins reach restricted clients
+        check_restriction(db, actor, found.client_id, db.scalar(
+            select(Client.restricted_at).where(Client.id == found.client_id)), write=write)
     return found
 
 

@@ -7,10 +7,11 @@ from typing import Any
 
 from flask.views import MethodView
 
+from api.audit import audit
 from api.auth import actor, any_member
 from api.blueprint import Blueprint
 from api.clients.operations import get_client
-from api.common import audit, check_if_match, require_if_match, with_etag
+from api.common import check_if_match, require_if_match, with_etag
 from api.db import session
 from api.examples import SESSION, SESSION_CREATE, SESSION_PATCH
 from api.pagination import ReadAudit
@@ -48,7 +49,7 @@ class ClientSessions(MethodView):
     @blp.arguments(TherapySessionSchema, example=SESSION_CREATE)
     @blp.response(201, TherapySessionSchema, example=SESSION)
     @blp.etag_header
-    @blp.errors("not_found")
+    @blp.errors("not_found", "client_restricted")
     def post(self, data: dict[str, Any], client_id: uuid.UUID) -> Any:
         """Record a session for a client.
 
@@ -57,7 +58,7 @@ class ClientSessions(MethodView):
         from. 404 when the caller may not see the client.
         """
         db = session()
-        client = get_client(db, actor(), client_id)
+        client = get_client(db, actor(), client_id, write=True)
         record = operations.create_session(db, client, data)
         audit(session(), actor(), "session.create", "therapy_session", [record.id])
         return with_etag(record)
@@ -85,7 +86,7 @@ class SessionsById(MethodView):
                   example={**SESSION, **SESSION_PATCH, "version": 2})
     @blp.etag_header
     @blp.if_match
-    @blp.errors("not_found")
+    @blp.errors("not_found", "client_restricted")
     def patch(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Change a session (send the ETag in If-Match).
 
@@ -94,7 +95,7 @@ class SessionsById(MethodView):
         """
         if_match = require_if_match()
         db = session()
-        record = operations.get_session(db, actor(), session_id)
+        record = operations.get_session(db, actor(), session_id, write=True)
         check_if_match(record, if_match)
         record = operations.update_session(db, record, data)
         audit(session(), actor(), "session.update", "therapy_session", [record.id])

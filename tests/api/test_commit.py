@@ -14,8 +14,8 @@ import pytest
 from flask import Flask, jsonify
 
 from api import create_app
+from api.audit import audit
 from api.auth import actor, tenant_member
-from api.common import audit
 from api.db import AUDIT_KEY, session
 from models import Client
 from tests.conftest import app_config
