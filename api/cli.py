@@ -1,7 +1,9 @@
-"""Operator commands: ``flask tenancy ...``, ``flask dev token`` and ``flask dev seed``."""
+"""Operator commands: ``flask tenancy ...``, ``flask gdpr purge``, ``flask dev token`` and
+``flask dev seed``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import uuid
 
@@ -11,10 +13,14 @@ from flask.cli import AppGroup
 
 from api.db import get_db
 from api.demo import SeedError, seed
+from api.gdpr import purge
+from api.storage import storage
 from models.membership import ROLES
+from storage.base import StorageError
 from tenancy.database import ensure_roles
 from tenancy.errors import TenancyError
 from tenancy.migrate import TenantOutcome, upgrade_public, upgrade_tenants
+from tenancy.offboarding import erase_tenant
 from tenancy.provisioning import (
     create_tenant,
     list_tenants,
@@ -24,6 +30,7 @@ from tenancy.provisioning import (
 
 tenancy_cli = AppGroup("tenancy", help="Manage tenants and migrate their schemas.")
 dev_cli = AppGroup("dev", help="Development helpers (APP_ENV=development only).")
+gdpr_cli = AppGroup("gdpr", help="Data-protection housekeeping (retention, exports).")
 
 
 def _uuid(_ctx: click.Context, _param: click.Parameter, value: str | None) -> uuid.UUID | None:
@@ -125,6 +132,47 @@ def set_budget(tenant_id: uuid.UUID, monthly_tokens: int) -> None:
     click.echo(f"{tenant_id}\tmonthly_tokens={monthly_tokens}")
 
 
+@tenancy_cli.command("erase")
+@click.argument("tenant_id", callback=_uuid)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase(tenant_id: uuid.UUID, yes: bool) -> None:
+    """Offboard a practice: close it, delete its files, schema, members and invitations.
+
+    The registry keeps the tenant row (status erased) and the usage ledger keeps its rows
+    (billing). Irreversible. Safe to run again: an interrupted run resumes.
+    """
+    if not yes:
+        click.confirm(f"Erase every record of practice {tenant_id}? This cannot be undone",
+                      abort=True)
+    try:
+        outcome = erase_tenant(get_db().owner_engine, storage(), tenant_id)
+    except TenancyError as exc:
+        raise click.ClickException(exc.message) from exc
+    except StorageError as exc:
+        raise click.ClickException(f"storage failed ({type(exc).__name__}); the practice is "
+                                   "closed, run the command again to finish") from exc
+    if outcome.already_erased:
+        click.echo(f"{tenant_id}	erased (already)")
+    else:
+        click.echo(f"{tenant_id}	erased ({outcome.blobs_deleted} files deleted)")
+
+
+@gdpr_cli.command("purge")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d",
+                                                              "%Y-%m-%dT%H:%M:%S"]),
+              help="Act as if it were this UTC time (default: now). For rehearsals.")
+def purge_command(as_of: dt.datetime | None) -> None:
+    """Erase restricted clients whose retention ended, delete expired exports, finish
+    interrupted offboardings; print what was done. Idempotent; schedule it daily."""
+    now = as_of.replace(tzinfo=dt.UTC) if as_of is not None else dt.datetime.now(dt.UTC)
+    report = purge(get_db().owner_engine, storage(), now=now,
+                   default_retention_years=current_app.config["RECORD_RETENTION_YEARS"])
+    for line in report.lines():
+        click.echo(line)
+    if report.errors:
+        sys.exit(1)
+
+
 @dev_cli.command("token")
 @click.option("--tenant", "tenant_id", callback=_uuid, help="Tenant id claim (omit to onboard).")
 @click.option("--role", type=click.Choice(ROLES), help="Role claim.")
@@ -159,3 +207,4 @@ def seed_command() -> None:
 def init_app(app: Flask) -> None:
     app.cli.add_command(tenancy_cli)
     app.cli.add_command(dev_cli)
+    app.cli.add_command(gdpr_cli)

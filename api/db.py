@@ -162,6 +162,17 @@ def open_actor_session(actor: Actor) -> Session:
     return tenant_context.reopen_session(get_db().sessions, actor)
 
 
+def end_request_session() -> None:
+    """Commit and close the request's session now (with its audit events); the request
+    touches the database no further through it."""
+    db: Session | None = g.pop("db_session", None)
+    if db is not None:
+        try:
+            commit_request(db)
+        finally:
+            db.close()
+
+
 def session() -> Session:
     """Return the request's tenant-scoped session."""
     s: Session = g.db_session

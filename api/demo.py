@@ -71,6 +71,7 @@ class DemoClient:
     owner: str | None
     sessions: tuple[DemoSession, ...]
     status: str = "active"
+    treatment_ended_on: str | None = None  # set by an admin; a discharged client has one
 
 
 DEMO_CLIENTS: tuple[DemoClient, ...] = (
@@ -156,7 +157,7 @@ DEMO_CLIENTS: tuple[DemoClient, ...] = (
     DemoClient(
         first_name="Kim", last_name="Beispielperson (fiktiv)", date_of_birth="2001-07-09",
         contact={"email": "kim.beispielperson@example.org", "phone": "+49 30 555 0104"},
-        owner="admin", status="discharged",
+        owner="admin", status="discharged", treatment_ended_on="2026-09-15",
         sessions=(
             DemoSession(
                 started_at="2026-09-15T14:00:00+02:00", duration_minutes=50, modality="video",
@@ -323,7 +324,7 @@ class _Seeder:
                     "first_name": spec.first_name, "last_name": spec.last_name,
                     "date_of_birth": spec.date_of_birth, "contact": spec.contact,
                     "assigned_therapist_id": authors[spec.owner] if spec.owner else None,
-                    "status": spec.status,
+                    "status": spec.status, "treatment_ended_on": spec.treatment_ended_on,
                 })
                 self.created["client"] += 1
             made[(spec.first_name, spec.last_name)] = (

@@ -146,3 +146,6 @@ CONNECTOR_REQUEST = {"objectId": DEMO_THERAPIST_ID, "email": "therapeutin@exampl
                      "client_id": "00000000-0000-0000-0000-000000000000"}
 CONNECTOR_RESPONSE = {"version": "1.0.0", "action": "Continue",
                       "extension_tenant_id": TENANT_ID, "extension_role": "therapist"}
+
+OFFBOARDING = {"confirm": "Demo-Praxis Sonnenschein (fictional)"}
+OFFBOARDED = {"id": "3f2b8c4e-9a41-4d7e-8b2a-5c6d7e8f9a01", "status": "erased"}

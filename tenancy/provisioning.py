@@ -99,9 +99,14 @@ def set_tenant_status(owner_engine: Engine, tenant_id: uuid.UUID, status: str) -
     with owner_engine.begin() as conn:
         row = conn.execute(
             text("UPDATE public.tenants SET status = :s, updated_at = now() WHERE id = :i "
+                 "AND status NOT IN ('closing', 'erased') "
                  "RETURNING id, name, schema_name, status"),
             {"s": status, "i": tenant_id},
         ).one_or_none()
+        if row is None and conn.scalar(text("SELECT 1 FROM public.tenants WHERE id = :i"),
+                                       {"i": tenant_id}):
+            raise TenantConflict("The practice is being or has been offboarded; its status "
+                                 "can no longer change.")
     if row is None:
         raise TenantUnknown("no such tenant")
     return TenantRecord(id=row.id, name=row.name, schema_name=row.schema_name, status=row.status)

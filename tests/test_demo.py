@@ -31,7 +31,7 @@ from api.demo import (
     SeedError,
     seed,
 )
-from tests.conftest import APP_PASSWORD, APP_ROLE, OWNER_ROLE, app_config
+from tests.conftest import APP_PASSWORD, APP_ROLE, OWNER_ROLE, app_config, assert_error
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORTED = {"CLINAI_TENANT_ID", "ADMIN_TOKEN", "THERAPIST_TOKEN", "CLIENT_ID", "SESSION_ID"}
@@ -248,18 +248,33 @@ def test_every_request_example_works_as_written(dev_app, first_seed):
         ("POST", "/api/v1/clients/{client_id}/conversations", therapist, "conversation_id"),
         ("POST", "/api/v1/conversations/{conversation_id}/messages", therapist, None),
         ("POST", "/api/v1/b2c/claims", connector, None),
+        ("POST", "/api/v1/clients/{client_id}/restriction", admin, None),
+        # The client the examples made has clinical documentation and no treatment end:
+        # its erasure (confirmed with its id) is refused with 409 and changes nothing.
+        ("DELETE", "/api/v1/clients/{client_id}", admin, None),
+        # Last, after the claims check below: the example offboards the demo practice.
+        ("DELETE", "/api/v1/admin/tenant", admin, None),
     ]
     assert {(m, p) for m, p, _h, _k in plan} == set(bodies), "plan misses an operation"
-    for method, path, headers, keep in plan:
+    def send(method: str, path: str, headers: dict[str, str], keep: str | None) -> None:
         url = path.format(**ids)
         sent = dict(headers)
+        body = bodies[(method, path)]
         if method == "PATCH" and "{user_id}" not in path:
             sent["If-Match"] = client.get(url, headers=headers).headers["ETag"]
-        response = client.open(url, method=method, json=bodies[(method, path)], headers=sent)
-        assert response.status_code in (200, 201), (method, path, response.get_json())
+        expected: tuple[int, ...] = (200, 201)
+        if (method, path) == ("DELETE", "/api/v1/clients/{client_id}"):
+            body, expected = {**body, "confirm": ids["client_id"]}, (409,)
+        response = client.open(url, method=method, json=body, headers=sent)
+        assert response.status_code in expected, (method, path, response.get_json())
         if keep:
             ids[keep] = response.get_json()["id"]
+
+    for step in plan[:-1]:
+        send(*step)
     claims = client.post("/api/v1/b2c/claims", json=bodies[("POST", "/api/v1/b2c/claims")],
                          headers=connector).get_json()
     assert claims["extension_tenant_id"] == values["CLINAI_TENANT_ID"]
     assert claims["extension_role"] == "therapist"
+    send(*plan[-1])
+    assert_error(client.get("/api/v1/clients", headers=therapist), 403, "tenant_inactive")

@@ -114,3 +114,13 @@ class UsageSchema(UsageTotalsSchema):
     by_model = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(UsageTotalsSchema))
     by_day = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(UsageTotalsSchema))
     budget = ma.fields.Nested(UsageBudgetSchema)
+
+
+class OffboardingSchema(ma.Schema):
+    confirm = ma.fields.String(required=True, validate=validate.Length(max=255), metadata={
+        "description": "The practice's name, exactly as registered"})
+
+
+class OffboardingResultSchema(ma.Schema):
+    id = ma.fields.UUID(dump_only=True)
+    status = ma.fields.String(dump_only=True, metadata={"description": "`erased`"})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
+from sqlalchemy import select
 
 from api.admin import operations
 from api.admin.schemas import (
@@ -17,6 +19,8 @@ from api.admin.schemas import (
     InvitationSchema,
     MemberPatchSchema,
     MemberSchema,
+    OffboardingResultSchema,
+    OffboardingSchema,
     PendingInvitationSchema,
     SecurityEventSchema,
     SecurityQueryArgsSchema,
@@ -25,7 +29,8 @@ from api.admin.schemas import (
 )
 from api.auth import actor, admin_only
 from api.blueprint import Blueprint
-from api.db import session
+from api.db import end_request_session, get_db, session
+from api.errors import abort
 from api.examples import (
     AUDIT_EVENTS,
     INVITATION,
@@ -33,12 +38,19 @@ from api.examples import (
     MEMBER,
     MEMBER_PATCH,
     MEMBERS,
+    OFFBOARDED,
+    OFFBOARDING,
     PENDING_INVITATIONS,
     SECURITY_EVENTS,
     USAGE,
 )
 from api.llm import gateway
 from api.pagination import fetch_page
+from api.storage import storage
+from models import Tenant
+from tenancy.offboarding import erase_tenant
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin",
                 description="Invitations, members and the audit trail of the practice.")
@@ -206,3 +218,37 @@ class Usage(MethodView):
         assert p.tenant_id is not None
         report["budget"] = gateway().ledger.budget(p.tenant_id)
         return report
+
+
+@blp.route("/tenant")
+class PracticeOffboarding(MethodView):
+    @admin_only
+    @blp.arguments(OffboardingSchema, example=OFFBOARDING)
+    @blp.response(200, OffboardingResultSchema, example=OFFBOARDED)
+    @blp.errors("storage_unavailable")
+    def delete(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Leave the platform: erase the whole practice.
+
+        Send `{"confirm": "<the practice's name, exactly>"}` (422 otherwise, and nothing
+        changes). Take a practice export first (`POST /admin/tenant/exports`): the
+        practice stays responsible for keeping its treatment records (§ 630f(3) BGB) and
+        must take them elsewhere.
+
+        The practice is closed at once: every token of every member is refused from the
+        next request on (403 `tenant_inactive`). Then its files (exports) and container,
+        its database schema (every client, session, note, conversation, the audit
+        trail), its memberships and invitations are deleted. The platform keeps the
+        practice's registry entry (id, name, status `erased`) and its token usage ledger
+        (billing). If storage fails half way, the answer is 503 `storage_unavailable`,
+        the practice stays closed, and the platform's scheduled `flask gdpr purge` (or
+        the operator's `flask tenancy erase`) finishes the job. Admins only.
+        """
+        db, a = session(), actor()
+        name = db.scalar(select(Tenant.name).where(Tenant.id == a.tenant_id))
+        if data["confirm"] != name:
+            abort(422, "validation_failed", "Type the practice's name in `confirm`.",
+                  errors={"json": {"confirm": ["Must be the practice's name, exactly."]}})
+        end_request_session()
+        log.info("offboarding requested by %s", a.user_id)
+        erase_tenant(get_db().owner_engine, storage(), a.tenant_id)
+        return {"id": a.tenant_id, "status": "erased"}

@@ -123,8 +123,8 @@ RESTRICTED_WRITABLE = frozenset({"treatment_ended_on", "status"})
 def _check_treatment_end(actor: Actor, data: dict[str, Any], client: Client | None) -> None:
     """``treatment_ended_on`` is set by admins (it starts the retention period); a
     discharged client needs one."""
-    if "treatment_ended_on" in data and not actor.is_admin and (
-            client is None or data["treatment_ended_on"] != client.treatment_ended_on):
+    current = client.treatment_ended_on if client is not None else None
+    if not actor.is_admin and data.get("treatment_ended_on", current) != current:
         raise DomainError("role_forbidden", "Only admins set treatment_ended_on.")
     ended = data.get("treatment_ended_on",
                      client.treatment_ended_on if client is not None else None)
