@@ -244,6 +244,7 @@ def test_every_request_example_works_as_written(dev_app, first_seed):
         ("PATCH", "/api/v1/sessions/{session_id}", therapist, None),
         ("POST", "/api/v1/sessions/{session_id}/notes", therapist, "note_id"),
         ("PATCH", "/api/v1/notes/{note_id}", therapist, None),
+        ("POST", "/api/v1/notes/{note_id}/amendments", therapist, None),
         ("POST", "/api/v1/sessions/{session_id}/note-drafts", therapist, None),
         ("POST", "/api/v1/clients/{client_id}/conversations", therapist, "conversation_id"),
         ("POST", "/api/v1/conversations/{conversation_id}/messages", therapist, None),
@@ -255,6 +256,10 @@ def test_every_request_example_works_as_written(dev_app, first_seed):
         sent = dict(headers)
         if method == "PATCH" and "{user_id}" not in path:
             sent["If-Match"] = client.get(url, headers=headers).headers["ETag"]
+        if path.endswith("/amendments"):  # only a signed note takes amendments
+            signed = client.post(url.removesuffix("/amendments") + "/sign", headers=headers)
+            assert signed.status_code == 200, signed.get_json()
+            sent["If-Match"] = signed.headers["ETag"]
         response = client.open(url, method=method, json=bodies[(method, path)], headers=sent)
         assert response.status_code in (200, 201), (method, path, response.get_json())
         if keep:
