@@ -49,7 +49,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "not_a_member": ErrorCode(403, "The caller is not (or no longer) a member of the practice."),
     "role_forbidden": ErrorCode(403, "The caller's role may not do this."),
     "not_note_author": ErrorCode(
-        403, "Only the note's author or the client's assigned therapist may sign it."),
+        403, "Only the note's author or the client's assigned therapist may sign or amend "
+             "it."),
     "already_member": ErrorCode(409, "The caller already belongs to a practice."),
     "unsafe_database_role": ErrorCode(
         503, "The server refuses to serve: its database role could bypass tenant isolation."),
@@ -61,7 +62,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
         428, "A change needs the record's `ETag` in `If-Match`."),
     "precondition_failed": ErrorCode(
         412, "The record changed since it was read (stale `If-Match`); reload and retry."),
-    "note_signed": ErrorCode(409, "A signed note cannot change."),
+    "note_signed": ErrorCode(
+        409, "A signed note cannot change; correct it with an amendment "
+             "(`POST /notes/{note_id}/amendments`)."),
+    "note_not_signed": ErrorCode(
+        409, "A draft is changed with PATCH; only a signed note takes amendments."),
     "last_admin": ErrorCode(409, "The change would leave the practice without an admin."),
     "no_transcript": ErrorCode(422, "The session has no transcript to draft a note from."),
     # Data lifecycle (GDPR, § 630f BGB)

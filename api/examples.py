@@ -18,8 +18,10 @@ NOTE_ID = "9b3f2d4e-8a71-4c55-b0e2-6d1f8c3a7e90"
 CONVERSATION_ID = "c4d5e6f7-a8b9-4c0d-8e1f-2a3b4c5d6e7f"
 MESSAGE_ID = "d1e2f3a4-b5c6-4d7e-8f9a-0b1c2d3e4f5a"
 INVITATION_ID = "e7f8a9b0-c1d2-4e3f-8a4b-5c6d7e8f9a0b"
+AMENDMENT_ID = "f2a3b4c5-d6e7-4f80-9a1b-2c3d4e5f6a7b"
 CREATED = "2026-11-20T08:05:12.123456+00:00"
 UPDATED = "2026-11-20T10:12:40.654321+00:00"
+AMENDED = "2026-11-23T14:30:05.246810+00:00"
 
 
 def _record(**fields: Any) -> dict[str, Any]:
@@ -108,25 +110,44 @@ SESSION = _record(id=SESSION_ID, client_id=CLIENT_ID, started_at="2026-11-20T08:
                   duration_minutes=50, modality="video",
                   transcript=SESSION_CREATE["transcript"], version=1)
 
-NOTE_CREATE = {"format": "SOAP", "content": {
+_NOTE_CONTENT = {
     "subjective": "Reports better sleep; went out alone twice.",
     "objective": "Calm, good eye contact, on time.",
     "assessment": "Avoidance decreasing; exposure tasks effective.",
-    "plan": "Continue graded exposure; next session in two weeks."}}
-NOTE_PATCH = {"content": {"plan": "Fortnightly from January."}}
+    "plan": "Continue graded exposure; next session in two weeks."}
+NOTE_CREATE = {"format": "SOAP", "content": _NOTE_CONTENT}
+_PATCH_CONTENT = {"plan": "Fortnightly from January."}
+NOTE_PATCH = {"content": _PATCH_CONTENT}
 NOTE = _record(id=NOTE_ID, session_id=SESSION_ID, format="SOAP",
-               content=NOTE_CREATE["content"], status="draft", source="manual",
+               content=_NOTE_CONTENT, original_content=_NOTE_CONTENT,
+               amendments=[], status="draft", source="manual",
                author_id=DEMO_THERAPIST_ID, signed_by=None, signed_at=None, version=1)
+_PATCHED_CONTENT = {**_NOTE_CONTENT, **_PATCH_CONTENT}
+PATCHED_NOTE = {**NOTE, "content": _PATCHED_CONTENT, "original_content": _PATCHED_CONTENT,
+                "version": 2}
 SIGNED_NOTE = {**NOTE, "status": "signed", "signed_by": DEMO_THERAPIST_ID,
                "signed_at": UPDATED, "version": 2}
+# A correction of the signed note (§ 630f(1) BGB): the original stays beside it.
+_AMENDED_CONTENT = {"assessment": "Avoidance decreasing; exposure tasks effective. Sleep "
+                                  "improved since the medication change, not through "
+                                  "exposure."}
+AMENDMENT_CREATE = {
+    "content": _AMENDED_CONTENT,
+    "reason": "Einschätzung korrigiert: Medikamentenwechsel war nicht dokumentiert."}
+AMENDED_NOTE = {
+    **SIGNED_NOTE, "content": {**_NOTE_CONTENT, **_AMENDED_CONTENT},
+    "amendments": [{"id": AMENDMENT_ID, **AMENDMENT_CREATE, "author_id": DEMO_THERAPIST_ID,
+                    "created_at": AMENDED}],
+    "version": 3, "updated_at": AMENDED}
 
 # --- AI -------------------------------------------------------------------------
 DRAFT_REQUEST = {"format": "SOAP"}
-AI_NOTE = {**NOTE, "source": "ai", "content": {
+_AI_CONTENT = {
     "subjective": "Client reports sleeping through most nights and going out alone twice.",
     "objective": "Video session, 50 minutes.",
     "assessment": "Progress with avoidance; sleep improved.",
-    "plan": "Continue graded exposure."}}
+    "plan": "Continue graded exposure."}
+AI_NOTE = {**NOTE, "source": "ai", "content": _AI_CONTENT, "original_content": _AI_CONTENT}
 CONVERSATION_CREATE: dict[str, Any] = {}
 CONVERSATION = {"id": CONVERSATION_ID, "client_id": CLIENT_ID, "created_by": DEMO_THERAPIST_ID,
                 "created_at": CREATED}

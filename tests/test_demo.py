@@ -244,6 +244,7 @@ def test_every_request_example_works_as_written(dev_app, first_seed):
         ("PATCH", "/api/v1/sessions/{session_id}", therapist, None),
         ("POST", "/api/v1/sessions/{session_id}/notes", therapist, "note_id"),
         ("PATCH", "/api/v1/notes/{note_id}", therapist, None),
+        ("POST", "/api/v1/notes/{note_id}/amendments", therapist, None),
         ("POST", "/api/v1/sessions/{session_id}/note-drafts", therapist, None),
         ("POST", "/api/v1/clients/{client_id}/conversations", therapist, "conversation_id"),
         ("POST", "/api/v1/conversations/{conversation_id}/messages", therapist, None),
@@ -262,6 +263,10 @@ def test_every_request_example_works_as_written(dev_app, first_seed):
         body = bodies[(method, path)]
         if method == "PATCH" and "{user_id}" not in path:
             sent["If-Match"] = client.get(url, headers=headers).headers["ETag"]
+        if path.endswith("/amendments"):  # only a signed note takes amendments
+            signed = client.post(url.removesuffix("/amendments") + "/sign", headers=headers)
+            assert signed.status_code == 200, signed.get_json()
+            sent["If-Match"] = signed.headers["ETag"]
         expected: tuple[int, ...] = (200, 201)
         if (method, path) == ("DELETE", "/api/v1/clients/{client_id}"):
             body, expected = {**body, "confirm": ids["client_id"]}, (409,)
