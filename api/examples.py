@@ -18,6 +18,7 @@ NOTE_ID = "9b3f2d4e-8a71-4c55-b0e2-6d1f8c3a7e90"
 CONVERSATION_ID = "c4d5e6f7-a8b9-4c0d-8e1f-2a3b4c5d6e7f"
 MESSAGE_ID = "d1e2f3a4-b5c6-4d7e-8f9a-0b1c2d3e4f5a"
 INVITATION_ID = "e7f8a9b0-c1d2-4e3f-8a4b-5c6d7e8f9a0b"
+CONSENT_ID = "f2a3b4c5-d6e7-4f8a-9b0c-1d2e3f4a5b6c"
 CREATED = "2026-11-20T08:05:12.123456+00:00"
 UPDATED = "2026-11-20T10:12:40.654321+00:00"
 
@@ -71,6 +72,9 @@ USAGE = {
     "budget": {"monthly_tokens": 2_000_000, "used": 22_650, "reserved": 0,
                "remaining": 1_977_350},
 }
+SETTINGS_PATCH = {"ai_consent_required": True, "record_retention_years": 12}
+SETTINGS = {"ai_consent_required": True, "record_retention_years": 12,
+            "minimum_record_retention_years": 10}
 
 # --- Clinical records (fictional people, example.org addresses) --------------------
 CLIENT_CREATE = {
@@ -103,6 +107,17 @@ NOTE = _record(id=NOTE_ID, session_id=SESSION_ID, format="SOAP",
                author_id=DEMO_THERAPIST_ID, signed_by=None, signed_at=None, version=1)
 SIGNED_NOTE = {**NOTE, "status": "signed", "signed_by": DEMO_THERAPIST_ID,
                "signed_at": UPDATED, "version": 2}
+
+CONSENT_CREATE = {"purpose": "ai_assistance",
+                  "document_reference": "Einwilligung vom 3.11.2026, Akte S. 4"}
+CONSENT = {"id": CONSENT_ID, "client_id": CLIENT_ID, **CONSENT_CREATE,
+           "recorded_by": DEMO_THERAPIST_ID, "given_at": CREATED, "withdrawn_at": None,
+           "withdrawn_by": None, "current": True}
+CONSENTS = [CONSENT, {**CONSENT, "id": "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+                      "document_reference": None,
+                      "given_at": "2026-10-01T09:12:00.000000+00:00",
+                      "withdrawn_at": "2026-10-20T14:30:00.000000+00:00",
+                      "withdrawn_by": DEMO_THERAPIST_ID, "current": False}]
 
 # --- AI -------------------------------------------------------------------------
 DRAFT_REQUEST = {"format": "SOAP"}

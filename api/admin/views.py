@@ -20,11 +20,14 @@ from api.admin.schemas import (
     PendingInvitationSchema,
     SecurityEventSchema,
     SecurityQueryArgsSchema,
+    SettingsPatchSchema,
+    SettingsSchema,
     UsageQueryArgsSchema,
     UsageSchema,
 )
 from api.auth import actor, admin_only
 from api.blueprint import Blueprint
+from api.common import audit
 from api.db import session
 from api.examples import (
     AUDIT_EVENTS,
@@ -35,13 +38,15 @@ from api.examples import (
     MEMBERS,
     PENDING_INVITATIONS,
     SECURITY_EVENTS,
+    SETTINGS,
+    SETTINGS_PATCH,
     USAGE,
 )
 from api.llm import gateway
 from api.pagination import fetch_page
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin",
-                description="Invitations, members and the audit trail of the practice.")
+                description="Invitations, members, settings and the audit trail of the practice.")
 
 
 @blp.route("/invitations")
@@ -206,3 +211,37 @@ class Usage(MethodView):
         assert p.tenant_id is not None
         report["budget"] = gateway().ledger.budget(p.tenant_id)
         return report
+
+
+@blp.route("/settings")
+class Settings(MethodView):
+    @admin_only
+    @blp.response(200, SettingsSchema, example=SETTINGS)
+    def get(self) -> dict[str, Any]:
+        """Show the practice's settings in force.
+
+        `ai_consent_required`: whether note drafts and case chat need the client's
+        current consent to AI assistance (on by default for a new practice; practices
+        that existed before the setting start with it off). `record_retention_years`:
+        how long records are kept after treatment ended, never less than
+        `minimum_record_retention_years`, the platform's legal minimum.
+        """
+        return operations.settings(session(), current_app.config["RECORD_RETENTION_YEARS"])
+
+    @admin_only
+    @blp.arguments(SettingsPatchSchema, example=SETTINGS_PATCH)
+    @blp.response(200, SettingsSchema, example=SETTINGS)
+    def patch(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Change the practice's settings.
+
+        Only the fields sent change; an empty body is a 422. `record_retention_years`
+        must be between `minimum_record_retention_years` and 100 (422
+        `validation_failed` naming the field). Turning `ai_consent_required` on makes the
+        AI routes answer 409 `consent_required` at once for every client without a
+        current consent. Returns the settings in force. Audited (`settings.update`, with
+        the practice's id).
+        """
+        db, a = session(), actor()
+        operations.update_settings(db, data)
+        audit(db, a, "settings.update", "practice_settings", [a.tenant_id])
+        return operations.settings(db, current_app.config["RECORD_RETENTION_YEARS"])
