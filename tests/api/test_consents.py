@@ -478,3 +478,36 @@ def test_settings_belong_to_one_practice(make_practice: Any) -> None:
     assert other.client.get("/api/v1/admin/settings", headers=other.admin.headers).json == {
         "ai_consent_required": True, "record_retention_years": 10,
         "minimum_record_retention_years": 10}
+
+
+# --- A withdrawal while the model writes -------------------------------------------
+
+@pytest.mark.parametrize("feature", ["note_draft", "case_chat"])
+def test_a_reply_finished_after_the_withdrawal_is_not_saved(
+    make_practice: Any, admin_conn: Any, feature: str,
+) -> None:
+    """The gate passed and the model is writing (a stream not yet read) when the consent
+    is withdrawn: the finished reply is not saved (the save checks the consent again)."""
+    practice = make_practice()
+    therapist = practice.add_member()
+    c, h = practice.client, therapist.headers
+    client = practice.create_client(by=therapist)
+    session = new_session(practice, therapist, client["id"])
+    chat = c.post(f"/api/v1/clients/{client['id']}/conversations", headers=h, json={}).json
+    if feature == "note_draft":
+        path, body = f"/api/v1/sessions/{session['id']}/note-drafts", {"format": "SOAP"}
+    else:
+        path, body = f"/api/v1/conversations/{chat['id']}/messages", {"content": "Hm?"}
+
+    response = c.post(path, json=body, headers={**h, **STREAM}, buffered=False)
+    assert response.status_code == 201
+    assert c.delete(f"{consents_path(client['id'])}/{AI}", headers=h).status_code == 204
+    text = response.get_data(as_text=True)
+    response.close()
+    assert "event: delta" in text
+    assert "event: error" in text and '"save_failed"' in text, text
+    assert "event: done" not in text
+    assert count(admin_conn, practice, "SELECT count(*) FROM {schema}.notes") == 0
+    assert count(admin_conn, practice,
+                 "SELECT count(*) FROM {schema}.conversation_messages") == 0
+    assert count(admin_conn, practice, "SELECT count(*) FROM {schema}.conversations") == 0
