@@ -17,6 +17,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from api.admin.views import blp as admin_blp
     from api.b2c.views import blp as b2c_blp
     from api.clients.views import blp as clients_blp
+    from api.consents.views import blp as consents_blp
     from api.conversations.views import blp as conversations_blp
     from api.docs import bp as docs_bp
     from api.drafts.views import blp as drafts_blp
@@ -55,8 +56,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     storage.init_app(app)
     api = errors.Api(app)
     apidoc.register_components(api.spec)
-    for blueprint in (onboarding_blp, tenant_blp, admin_blp, clients_blp, sessions_blp,
-                      notes_blp, drafts_blp, conversations_blp, b2c_blp, storage.blp):
+    for blueprint in (onboarding_blp, tenant_blp, admin_blp, clients_blp, consents_blp,
+                      sessions_blp, notes_blp, drafts_blp, conversations_blp, b2c_blp,
+                      storage.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health_bp)
     app.register_blueprint(docs_bp)

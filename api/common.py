@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any, Protocol, TypeVar
 
-from flask import request
+from flask import current_app, g, request
 from sqlalchemy.orm import Session
 
 from api.audit import audit
 from api.clients.operations import pseudonymizer_for
+from api.db import session
 from api.errors import abort
+from api.practice_rules import practice_rules
 from llm.pseudonymize import Pseudonymizer
 from models import Client
 from tenancy.actor import Actor
@@ -78,3 +80,13 @@ def mask_for_model(db: Session, actor: Actor, client: Client,
     if pseudonymizer.masked:
         audit(db, actor, "client.mask", "client", sorted(pseudonymizer.masked))
     return masked, pseudonymizer
+
+
+def retention_years() -> int:
+    """The calling practice's retention period, read once per request."""
+    years: int | None = g.get("clinai_retention_years")
+    if years is None:
+        years = practice_rules(session(), current_app.config["RECORD_RETENTION_YEARS"]
+                               ).record_retention_years
+        g.clinai_retention_years = years
+    return years

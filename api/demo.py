@@ -6,8 +6,9 @@ exist in the demo practice and work as written.
 ``seed`` builds the practice through the app's own API (``app.test_client()`` with tokens
 from the development issuer), so validation, tenancy, role rules and the audit trail are
 the real ones. It converges rather than repeats: a rerun finds the practice, the members,
-the clients (by name), their sessions (by start time) and the notes (by format and author)
-that exist already, creates only what is missing, and mints fresh tokens.
+the clients (by name), their sessions (by start time), the notes (by format and author)
+and the clients' consents to AI assistance that exist already, creates only what is
+missing, and mints fresh tokens.
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ class SeedResult:
     therapist_token: str
     client_id: uuid.UUID  # a client assigned to the therapist
     session_id: uuid.UUID  # that client's latest session: a transcript, no note of the seed
-    # What this run created, by kind ("practice", "member", "client", "session", "note").
+    # What this run created, by kind ("practice", "member", "client", "session", "note",
+    # "consent").
     created: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> str:
@@ -330,11 +332,25 @@ class _Seeder:
             made[(spec.first_name, spec.last_name)] = (
                 uuid.UUID(client["id"]),
                 self.sessions(spec, client["id"], token, authors[spec.owner]))
+        for spec in DEMO_CLIENTS:  # after the records, so the summary lists them first
+            self.consent(made[(spec.first_name, spec.last_name)][0], tokens[spec.owner])
         featured = DEMO_CLIENTS[0]  # the therapist's client
         client_id, session_ids = made[(featured.first_name, featured.last_name)]
         return SeedResult(tenant_id=tenant_id, admin_token=admin, therapist_token=therapist,
                           client_id=client_id, session_id=session_ids[-1],
                           created=self.created)
+
+    def consent(self, client_id: uuid.UUID, token: str) -> None:
+        """Record the client's consent to AI assistance unless one is current (the demo
+        practice is new, so it requires consent for note drafts and case chat)."""
+        path = f"/clients/{client_id}/consents"
+        if any(c["current"] and c["purpose"] == "ai_assistance"
+               for c in self.every(path, token)):
+            return
+        self.call("POST", path, token, {
+            "purpose": "ai_assistance",
+            "document_reference": "Demo: Einwilligung (fiktiv), Akte S. 1"}, expect=(201,))
+        self.created["consent"] += 1
 
     def sessions(self, spec: DemoClient, client_id: str, token: str,
                  author: str) -> list[uuid.UUID]:

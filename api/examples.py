@@ -19,6 +19,7 @@ CONVERSATION_ID = "c4d5e6f7-a8b9-4c0d-8e1f-2a3b4c5d6e7f"
 MESSAGE_ID = "d1e2f3a4-b5c6-4d7e-8f9a-0b1c2d3e4f5a"
 INVITATION_ID = "e7f8a9b0-c1d2-4e3f-8a4b-5c6d7e8f9a0b"
 AMENDMENT_ID = "f2a3b4c5-d6e7-4f80-9a1b-2c3d4e5f6a7b"
+CONSENT_ID = "f2a3b4c5-d6e7-4f8a-9b0c-1d2e3f4a5b6c"
 CREATED = "2026-11-20T08:05:12.123456+00:00"
 UPDATED = "2026-11-20T10:12:40.654321+00:00"
 AMENDED = "2026-11-23T14:30:05.246810+00:00"
@@ -73,6 +74,9 @@ USAGE = {
     "budget": {"monthly_tokens": 2_000_000, "used": 22_650, "reserved": 0,
                "remaining": 1_977_350},
 }
+SETTINGS_PATCH = {"ai_consent_required": True, "record_retention_years": 12}
+SETTINGS = {"ai_consent_required": True, "record_retention_years": 12,
+            "minimum_record_retention_years": 10}
 
 # --- Clinical records (fictional people, example.org addresses) --------------------
 CLIENT_CREATE = {
@@ -139,6 +143,17 @@ AMENDED_NOTE = {
     "amendments": [{"id": AMENDMENT_ID, **AMENDMENT_CREATE, "author_id": DEMO_THERAPIST_ID,
                     "created_at": AMENDED}],
     "version": 3, "updated_at": AMENDED}
+
+CONSENT_CREATE = {"purpose": "ai_assistance",
+                  "document_reference": "Einwilligung vom 3.11.2026, Akte S. 4"}
+CONSENT = {"id": CONSENT_ID, "client_id": CLIENT_ID, **CONSENT_CREATE,
+           "recorded_by": DEMO_THERAPIST_ID, "given_at": CREATED, "withdrawn_at": None,
+           "withdrawn_by": None, "current": True}
+CONSENTS = [CONSENT, {**CONSENT, "id": "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+                      "document_reference": None,
+                      "given_at": "2026-10-01T09:12:00.000000+00:00",
+                      "withdrawn_at": "2026-10-20T14:30:00.000000+00:00",
+                      "withdrawn_by": DEMO_THERAPIST_ID, "current": False}]
 
 # --- AI -------------------------------------------------------------------------
 DRAFT_REQUEST = {"format": "SOAP"}

@@ -10,11 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from flask import current_app, g
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.db import session
 from models import PracticeSettings
 
 
@@ -33,16 +31,6 @@ def practice_rules(db: Session, default_retention_years: int) -> PracticeRules:
         return PracticeRules(True, default_retention_years)
     years = max(row.record_retention_years or 0, default_retention_years)
     return PracticeRules(bool(row.ai_consent_required), years)
-
-
-def retention_years() -> int:
-    """The calling practice's retention period, read once per request."""
-    years: int | None = g.get("clinai_retention_years")
-    if years is None:
-        years = practice_rules(session(), current_app.config["RECORD_RETENTION_YEARS"]
-                               ).record_retention_years
-        g.clinai_retention_years = years
-    return years
 
 
 def retain_until(treatment_ended_on: dt.date | None, years: int) -> dt.date | None:

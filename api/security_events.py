@@ -1,11 +1,11 @@
 """Refused attempts on records, kept as security events an admin can list.
 
-A member's request on a clinical route (clients, sessions, notes, AI drafts, case chat)
-or an admin route that ends in 403, 404, 409 or 412 appends one ``security_events`` row
-in the caller's practice: who, the route's template, the record ids the path named,
-the status and error code. Never a body, a query value or clinical text. It is written
-by ``api.db`` after the request's own work was rolled back, in the same session (so in
-the same tenant context, with no second connection).
+A member's request on a clinical route (clients, consents, sessions, notes, AI drafts,
+case chat) or an admin route that ends in 403, 404, 409 or 412 appends one
+``security_events`` row in the caller's practice: who, the route's template, the record
+ids the path named, the status and error code. Never a body, a query value or clinical
+text. It is written by ``api.db`` after the request's own work was rolled back, in the
+same session (so in the same tenant context, with no second connection).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from models import SecurityEvent
 from tenancy.actor import Actor
 
-RECORD_BLUEPRINTS = frozenset({"clients", "sessions", "notes", "drafts", "conversations",
-                               "admin"})
+RECORD_BLUEPRINTS = frozenset({"clients", "consents", "sessions", "notes", "drafts",
+                               "conversations", "admin"})
 REFUSALS = frozenset({403, 404, 409, 412})
 
 

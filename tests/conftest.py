@@ -142,12 +142,20 @@ class Practice:
         self.members.append(actor)
         return actor
 
-    def create_client(self, by: Actor | None = None, **fields: Any) -> dict[str, Any]:
+    def create_client(self, by: Actor | None = None, *, ai_consent: bool = True,
+                      **fields: Any) -> dict[str, Any]:
+        """Create a client as ``by`` (the admin by default); with ``ai_consent`` (the
+        default, as most AI tests need) also record its consent to AI assistance."""
         body = {"first_name": "Erika", "last_name": "Mustermann", **fields}
-        response = self.client.post("/api/v1/clients", json=body,
-                                    headers=(by or self.admin).headers)
+        headers = (by or self.admin).headers
+        response = self.client.post("/api/v1/clients", json=body, headers=headers)
         assert response.status_code == 201, response.json
-        return dict(response.json)
+        created = dict(response.json)
+        if ai_consent:
+            consent = self.client.post(f"/api/v1/clients/{created['id']}/consents",
+                                       json={"purpose": "ai_assistance"}, headers=headers)
+            assert consent.status_code == 201, consent.json
+        return created
 
 
 @pytest.fixture

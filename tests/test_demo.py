@@ -90,7 +90,7 @@ def inventory(client: FlaskClient, token: str) -> list[tuple[Any, ...]]:
 
 def test_seed_creates_the_demo_practice(dev_app, first_seed):
     stdout, values = first_seed
-    assert "created 1 practice, 1 member, 4 clients, 5 sessions, 3 notes" in stdout
+    assert "created 1 practice, 1 member, 4 clients, 5 sessions, 3 notes, 4 consents" in stdout
     assert "expire after 8 hours" in stdout
     client = dev_app.test_client()
     admin, therapist = values["ADMIN_TOKEN"], values["THERAPIST_TOKEN"]
@@ -238,8 +238,10 @@ def test_every_request_example_works_as_written(dev_app, first_seed):
         ("POST", "/api/v1/onboarding/tenants", newcomer, None),
         ("POST", "/api/v1/admin/invitations", admin, None),
         ("PATCH", "/api/v1/admin/members/{user_id}", admin, None),
+        ("PATCH", "/api/v1/admin/settings", admin, None),
         ("POST", "/api/v1/clients", admin, "client_id"),
         ("PATCH", "/api/v1/clients/{client_id}", therapist, None),
+        ("POST", "/api/v1/clients/{client_id}/consents", therapist, None),
         ("POST", "/api/v1/clients/{client_id}/sessions", therapist, "session_id"),
         ("PATCH", "/api/v1/sessions/{session_id}", therapist, None),
         ("POST", "/api/v1/sessions/{session_id}/notes", therapist, "note_id"),
@@ -261,7 +263,7 @@ def test_every_request_example_works_as_written(dev_app, first_seed):
         url = path.format(**ids)
         sent = dict(headers)
         body = bodies[(method, path)]
-        if method == "PATCH" and "{user_id}" not in path:
+        if method == "PATCH" and "{" in path and "{user_id}" not in path:
             sent["If-Match"] = client.get(url, headers=headers).headers["ETag"]
         if path.endswith("/amendments"):  # only a signed note takes amendments
             signed = client.post(url.removesuffix("/amendments") + "/sign", headers=headers)

@@ -1,4 +1,4 @@
-"""Practice administration: invitations, members, the audit trail."""
+"""Practice administration: invitations, members, the audit trail, the settings."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, any_, func, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from api.domain import DomainError
-from models import AuditEvent, Invitation, Membership, SecurityEvent
+from api.practice_rules import practice_rules
+from models import AuditEvent, Invitation, Membership, PracticeSettings, SecurityEvent
 from models.membership import ADMIN
 from tenancy.actor import Actor
 from tenancy.provisioning import hash_invitation_code
@@ -139,3 +141,20 @@ GROUP BY 1, 2, 3 ORDER BY 3, 1, 2
                           ("by_day", row.day)):
             add(report[key].setdefault(name, empty()), row)
     return report
+
+
+def settings(db: Session, minimum_retention_years: int) -> dict[str, Any]:
+    """The practice's settings in force (its row, or the defaults where it has none)."""
+    rules = practice_rules(db, minimum_retention_years)
+    return {"ai_consent_required": rules.ai_consent_required,
+            "record_retention_years": rules.record_retention_years,
+            "minimum_record_retention_years": minimum_retention_years}
+
+
+def update_settings(db: Session, data: dict[str, Any]) -> None:
+    """Change the fields in ``data`` of the practice's one settings row, creating it with
+    the defaults for the others if it does not exist yet (one upsert)."""
+    statement = insert(PracticeSettings).values(**data)
+    db.execute(statement.on_conflict_do_update(
+        index_elements=[PracticeSettings.id],
+        set_={**{key: statement.excluded[key] for key in data}, "updated_at": func.now()}))

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
+from flask import current_app
 from marshmallow import validate
 
 from models.membership import ROLES
@@ -124,3 +127,39 @@ class OffboardingSchema(ma.Schema):
 class OffboardingResultSchema(ma.Schema):
     id = ma.fields.UUID(dump_only=True)
     status = ma.fields.String(dump_only=True, metadata={"description": "`erased`"})
+
+
+MAX_RECORD_RETENTION_YEARS = 100
+
+
+def _retention_years(value: int) -> None:
+    minimum = int(current_app.config["RECORD_RETENTION_YEARS"])
+    if not minimum <= value <= MAX_RECORD_RETENTION_YEARS:
+        raise ma.ValidationError(
+            f"Must be between {minimum} (the legal minimum) and {MAX_RECORD_RETENTION_YEARS}.")
+
+
+class SettingsSchema(ma.Schema):
+    ai_consent_required = ma.fields.Boolean(dump_only=True, metadata={
+        "description": "Note drafts and case chat need the client's current consent "
+                       "(`POST /clients/{client_id}/consents`); on by default"})
+    record_retention_years = ma.fields.Integer(dump_only=True, metadata={
+        "description": "Years a record is kept after treatment ended (the practice's "
+                       "setting, never less than the minimum)"})
+    minimum_record_retention_years = ma.fields.Integer(dump_only=True, metadata={
+        "description": "The platform's minimum retention period (§ 630f(3) BGB); "
+                       "read-only"})
+
+
+class SettingsPatchSchema(ma.Schema):
+    ai_consent_required = ma.fields.Boolean(truthy={True}, falsy={False})
+    record_retention_years = ma.fields.Integer(
+        strict=True, validate=_retention_years,
+        metadata={"description": "At least `minimum_record_retention_years`, at most 100",
+                  "minimum": 10, "maximum": MAX_RECORD_RETENTION_YEARS})
+
+    @ma.validates_schema
+    def _not_empty(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if not data:
+            raise ma.ValidationError(
+                "Send ai_consent_required, record_retention_years or both.")

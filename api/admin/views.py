@@ -24,9 +24,12 @@ from api.admin.schemas import (
     PendingInvitationSchema,
     SecurityEventSchema,
     SecurityQueryArgsSchema,
+    SettingsPatchSchema,
+    SettingsSchema,
     UsageQueryArgsSchema,
     UsageSchema,
 )
+from api.audit import audit
 from api.auth import actor, admin_only
 from api.blueprint import Blueprint
 from api.db import end_request_session, get_db, session
@@ -42,6 +45,8 @@ from api.examples import (
     OFFBOARDING,
     PENDING_INVITATIONS,
     SECURITY_EVENTS,
+    SETTINGS,
+    SETTINGS_PATCH,
     USAGE,
 )
 from api.llm import gateway
@@ -53,7 +58,7 @@ from tenancy.offboarding import erase_tenant
 log = logging.getLogger(__name__)
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin",
-                description="Invitations, members and the audit trail of the practice.")
+                description="Invitations, members, settings and the audit trail of the practice.")
 
 
 @blp.route("/invitations")
@@ -252,3 +257,37 @@ class PracticeOffboarding(MethodView):
         log.info("offboarding requested by %s", a.user_id)
         erase_tenant(get_db().owner_engine, storage(), a.tenant_id)
         return {"id": a.tenant_id, "status": "erased"}
+
+
+@blp.route("/settings")
+class Settings(MethodView):
+    @admin_only
+    @blp.response(200, SettingsSchema, example=SETTINGS)
+    def get(self) -> dict[str, Any]:
+        """Show the practice's settings in force.
+
+        `ai_consent_required`: whether note drafts and case chat need the client's
+        current consent to AI assistance (on by default for a new practice; practices
+        that existed before the setting start with it off). `record_retention_years`:
+        how long records are kept after treatment ended, never less than
+        `minimum_record_retention_years`, the platform's legal minimum.
+        """
+        return operations.settings(session(), current_app.config["RECORD_RETENTION_YEARS"])
+
+    @admin_only
+    @blp.arguments(SettingsPatchSchema, example=SETTINGS_PATCH)
+    @blp.response(200, SettingsSchema, example=SETTINGS)
+    def patch(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Change the practice's settings.
+
+        Only the fields sent change; an empty body is a 422. `record_retention_years`
+        must be between `minimum_record_retention_years` and 100 (422
+        `validation_failed` naming the field). Turning `ai_consent_required` on makes the
+        AI routes answer 409 `consent_required` at once for every client without a
+        current consent. Returns the settings in force. Audited (`settings.update`, with
+        the practice's id).
+        """
+        db, a = session(), actor()
+        operations.update_settings(db, data)
+        audit(db, a, "settings.update", "practice_settings", [a.tenant_id])
+        return operations.settings(db, current_app.config["RECORD_RETENTION_YEARS"])

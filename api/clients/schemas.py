@@ -5,7 +5,8 @@ import datetime as dt
 import marshmallow as ma
 from marshmallow import validate
 
-from api.practice_rules import retain_until, retention_years
+from api.common import retention_years
+from api.practice_rules import retain_until
 from models import Client
 from models.client import CLIENT_STATUSES
 from models.erasure import OVERRIDE_REASONS

@@ -21,7 +21,7 @@ from api.clients.schemas import (
     RestrictionSchema,
     TombstoneSchema,
 )
-from api.common import check_if_match, require_if_match, with_etag
+from api.common import check_if_match, require_if_match, retention_years, with_etag
 from api.db import session
 from api.examples import (
     CLIENT,
@@ -33,7 +33,6 @@ from api.examples import (
     TOMBSTONE,
 )
 from api.pagination import ReadAudit
-from api.practice_rules import retention_years
 from api.storage import storage
 
 blp = Blueprint("clients", __name__, url_prefix="/api/v1/clients",

@@ -7,6 +7,7 @@ import functools
 import uuid
 from typing import Any
 
+from flask import current_app
 from flask.views import MethodView
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from api.auth import actor, any_member
 from api.blueprint import Blueprint
 from api.clients.operations import get_client
 from api.common import mask_for_model
+from api.consents.operations import recheck_ai_consent, require_ai_consent
 from api.conversations.operations import get_conversation
 from api.conversations.schemas import (
     ConversationCreateSchema,
@@ -33,10 +35,11 @@ from api.examples import (
 )
 from api.llm import gateway
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
+from api.practice_rules import practice_rules
 from api.sse import stream_reply, wants_event_stream
 from llm.gateway import Usage
 from llm.prompts import CHAT_HISTORY, CHAT_MAX_TOKENS, chat_messages
-from models import Conversation, ConversationMessage
+from models import Client, Conversation, ConversationMessage
 from tenancy.actor import Actor
 
 blp = Blueprint("conversations", __name__, url_prefix="/api/v1",
@@ -58,8 +61,17 @@ def _message_pages() -> PageQuery:
         order_by=(ConversationMessage.created_at, ConversationMessage.id))
 
 
-def _save_turn(db: Session, a: Actor, conversation_id: uuid.UUID, question: str,
-               answer: str, usage: Usage) -> ConversationMessage:
+def _ai_gate(db: Session, client: Client) -> bool:
+    """``require_ai_consent`` with the practice's rules: whether consent was required."""
+    return require_ai_consent(
+        db, client, practice_rules(db, current_app.config["RECORD_RETENTION_YEARS"]))
+
+
+def _save_turn(db: Session, a: Actor, client_id: uuid.UUID, consent_required: bool,
+               conversation_id: uuid.UUID, question: str, answer: str,
+               usage: Usage) -> ConversationMessage:
+    if consent_required:  # withdrawn while the model wrote (the conversation is gone)
+        recheck_ai_consent(db, client_id)
     # Explicit times: now() is the transaction's start, the same for both turns.
     asked_at = dt.datetime.now(dt.UTC)
     asked = ConversationMessage(conversation_id=conversation_id, role="user", content=question,
@@ -100,15 +112,19 @@ class ClientConversations(MethodView):
     @any_member
     @blp.arguments(ConversationCreateSchema, required=False, example=CONVERSATION_CREATE)
     @blp.response(201, ConversationSchema, example=CONVERSATION)
-    @blp.errors("not_found", "client_restricted")
+    @blp.errors("not_found", "consent_required", "client_restricted")
     def post(self, _data: dict[str, Any], client_id: uuid.UUID) -> Any:
         """Start a conversation about a client.
 
         The body is an empty JSON object, or no body at all. Ask questions with
-        `POST /conversations/{conversation_id}/messages`.
+        `POST /conversations/{conversation_id}/messages`. 409 `consent_required` while
+        the practice requires consent (`GET /admin/settings`) and the client has no
+        current consent to AI assistance (`POST /clients/{client_id}/consents`); 409
+        `client_restricted` for a restricted record.
         """
         db, p = session(), actor()
         client = get_client(db, p, client_id, write=True)
+        _ai_gate(db, client)
         conversation = Conversation(client_id=client.id, created_by=p.user_id)
         db.add(conversation)
         db.flush()
@@ -141,7 +157,7 @@ class ConversationMessages(MethodView):
     @blp.arguments(MessageCreateSchema, example=MESSAGE_CREATE)
     @blp.response(201, MessageSchema, example=MESSAGE)
     @blp.event_stream("message_id")
-    @blp.errors("not_found", "client_restricted")
+    @blp.errors("not_found", "consent_required", "client_restricted")
     def post(self, data: dict[str, Any], conversation_id: uuid.UUID) -> Any:
         """Ask the model; returns its reply. Both turns are saved only on success.
 
@@ -150,9 +166,18 @@ class ConversationMessages(MethodView):
         placeholders; the reply is restored before it is returned and saved. Metered
         against the practice's token budget (429 with `Retry-After`). With
         `Accept: text/event-stream` the reply streams as server-sent events.
+
+        Refused before anything reaches the model or the budget: 409 `consent_required`
+        while the practice requires consent (`GET /admin/settings`) and the client has no
+        current consent to AI assistance (`POST /clients/{client_id}/consents`); 409
+        `client_restricted` for a restricted record. A streamed request is refused the
+        same way, with a JSON error instead of a stream. If the consent is withdrawn
+        while the model writes, the conversation is deleted and nothing is saved (409
+        `consent_required`, or a `save_failed` event in a stream).
         """
         db, a = session(), actor()
         conversation, client = get_conversation(db, a, conversation_id, write=True)
+        consent_required = _ai_gate(db, client)
         history = [(m.role, m.content) for m in db.scalars(
             select(ConversationMessage)
             .where(ConversationMessage.conversation_id == conversation.id)
@@ -166,15 +191,15 @@ class ConversationMessages(MethodView):
             completion = gateway().complete(a, "case_chat", messages,
                                             max_tokens=CHAT_MAX_TOKENS,
                                             pseudonymizer=pseudonymizer)
-            answer = _save_turn(db, a, conversation.id, data["content"], completion.text,
-                                completion.usage)
+            answer = _save_turn(db, a, client.id, consent_required, conversation.id,
+                                data["content"], completion.text, completion.usage)
             return answer
         stream = gateway().stream(a, "case_chat", messages, max_tokens=CHAT_MAX_TOKENS,
                                   pseudonymizer=pseudonymizer)
 
         def save(stream_db: Session, done: Any) -> tuple[str, str]:
-            answer = _save_turn(stream_db, a, conversation.id, data["content"], done.text,
-                                done.usage)
+            answer = _save_turn(stream_db, a, client.id, consent_required, conversation.id,
+                                data["content"], done.text, done.usage)
             return "message_id", str(answer.id)
 
         return stream_reply(stream, a, save)

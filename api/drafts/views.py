@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import marshmallow as ma
+from flask import current_app
 from flask.views import MethodView
 from sqlalchemy.orm import Session
 
@@ -13,12 +14,14 @@ from api.audit import audit
 from api.auth import actor, any_member
 from api.blueprint import Blueprint
 from api.common import mask_for_model, with_etag
+from api.consents.operations import recheck_ai_consent, require_ai_consent
 from api.db import commit_request, session
 from api.errors import abort
 from api.examples import AI_NOTE, DRAFT_REQUEST
 from api.llm import gateway
 from api.notes.operations import create_note
 from api.notes.schemas import NoteSchema
+from api.practice_rules import practice_rules
 from api.sessions.operations import get_session
 from api.sse import stream_reply, wants_event_stream
 from llm.prompts import DRAFT_FORMATS, DRAFT_MAX_TOKENS, draft_messages, parse_draft
@@ -34,8 +37,10 @@ class DraftRequestSchema(ma.Schema):
                               validate=ma.validate.OneOf(DRAFT_FORMATS))
 
 
-def _save_draft(db: Session, a: Actor, session_id: uuid.UUID, note_format: str,
-                text: str) -> Note:
+def _save_draft(db: Session, a: Actor, client_id: uuid.UUID, consent_required: bool,
+                session_id: uuid.UUID, note_format: str, text: str) -> Note:
+    if consent_required:  # withdrawn while the model wrote: keep nothing
+        recheck_ai_consent(db, client_id)
     note = create_note(db, a, session_id,
                        {"format": note_format, "content": parse_draft(note_format, text)},
                        source="ai")
@@ -50,7 +55,7 @@ class NoteDrafts(MethodView):
     @blp.response(201, NoteSchema, example=AI_NOTE)
     @blp.etag_header
     @blp.event_stream("note_id")
-    @blp.errors("not_found", "no_transcript", "client_restricted")
+    @blp.errors("not_found", "no_transcript", "consent_required", "client_restricted")
     def post(self, data: dict[str, Any], session_id: uuid.UUID) -> Any:
         """Draft a note from the session's transcript (status draft, source ai).
 
@@ -62,13 +67,23 @@ class NoteDrafts(MethodView):
         With `Accept: text/event-stream` the draft streams as server-sent events. Offline
         (no `AZURE_OPENAI_ENDPOINT`) a deterministic simulator writes the draft from the
         transcript.
+
+        Refused before anything reaches the model or the budget: 409 `consent_required`
+        while the practice requires consent (`GET /admin/settings`) and the client has no
+        current consent to AI assistance (`POST /clients/{client_id}/consents`); 409
+        `client_restricted` for a restricted record. A streamed request is refused the
+        same way, with a JSON error instead of a stream. If the consent is withdrawn
+        while the model writes, the draft is not saved (409 `consent_required`, or a
+        `save_failed` event in a stream).
         """
         db, a = session(), actor()
         record = get_session(db, a, session_id, write=True)
-        if not record.transcript:
-            abort(422, "no_transcript", "The session has no transcript to draft from.")
         client = db.get(Client, record.client_id)
         assert client is not None
+        consent_required = require_ai_consent(
+            db, client, practice_rules(db, current_app.config["RECORD_RETENTION_YEARS"]))
+        if not record.transcript:
+            abort(422, "no_transcript", "The session has no transcript to draft from.")
         messages = draft_messages(data["format"], record.transcript,
                                   modality=record.modality,
                                   duration_minutes=record.duration_minutes)
@@ -79,13 +94,14 @@ class NoteDrafts(MethodView):
             completion = gateway().complete(a, "note_draft", messages,
                                             max_tokens=DRAFT_MAX_TOKENS,
                                             pseudonymizer=pseudonymizer)
-            note = _save_draft(db, a, record.id, data["format"], completion.text)
+            note = _save_draft(db, a, client.id, consent_required, record.id, data["format"],
+                               completion.text)
             return with_etag(note)
         stream = gateway().stream(a, "note_draft", messages, max_tokens=DRAFT_MAX_TOKENS,
                                   pseudonymizer=pseudonymizer)
 
         def save(stream_db: Session, done: Any) -> tuple[str, str]:
-            return "note_id", str(_save_draft(stream_db, a, record.id, data["format"],
-                                              done.text).id)
+            return "note_id", str(_save_draft(stream_db, a, client.id, consent_required,
+                                              record.id, data["format"], done.text).id)
 
         return stream_reply(stream, a, save)
