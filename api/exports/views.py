@@ -142,14 +142,13 @@ class ExportsById(MethodView):
         audited (`export.read`). 410 `export_expired` after `expires_at`: the file is
         deleted, request a new export. 404 for an unknown id or another practice's.
         """
-        db, who = session(), actor()
-        export = operations.get_export(db, export_id)
+        db, who, now = session(), actor(), dt.datetime.now(dt.UTC)
+        export = operations.get_export(db, export_id, now=now)
         body: dict[str, Any] = {column: getattr(export, column) for column in (
             "id", "kind", "client_id", "status", "error", "created_at", "finished_at",
             "expires_at", "size_bytes", "sha256")}
         body["download_url"] = body["download_expires_at"] = None
         if export.status == "ready" and export.blob_name:
-            now = dt.datetime.now(dt.UTC)
             lifetime = min(DOWNLOAD_LIFETIME, export.expires_at - now)
             body["download_url"] = storage().download_url(
                 tenant_container(who.tenant_id), export.blob_name, expires_in=lifetime,
