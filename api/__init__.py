@@ -21,6 +21,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from api.conversations.views import blp as conversations_blp
     from api.docs import bp as docs_bp
     from api.drafts.views import blp as drafts_blp
+    from api.exports import views as exports_views
     from api.health import bp as health_bp
     from api.notes.views import blp as notes_blp
     from api.onboarding.views import blp as onboarding_blp
@@ -54,10 +55,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     llm.init_app(app)
     storage.init_app(app)
+    exports_views.init_app(app)
     api = errors.Api(app)
     apidoc.register_components(api.spec)
     for blueprint in (onboarding_blp, tenant_blp, admin_blp, clients_blp, consents_blp,
-                      sessions_blp, notes_blp, drafts_blp, conversations_blp, b2c_blp,
+                      sessions_blp, notes_blp, drafts_blp, conversations_blp,
+                      exports_views.blp, b2c_blp,
                       storage.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health_bp)

@@ -80,6 +80,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
         409, "The client's treatment record must be kept (§ 630f(3) BGB) until "
              "`retain_until` (null while treatment is ongoing); restrict it instead, or "
              "give an `override_retention` reason."),
+    "export_expired": ErrorCode(
+        410, "The export's retention (`EXPORT_RETENTION_DAYS`) has passed and its file is "
+             "deleted; request a new export."),
     # Invitations
     "invitation_invalid": ErrorCode(404, "No such invitation code, or it was already used."),
     "invitation_expired": ErrorCode(410, "The invitation code has expired."),

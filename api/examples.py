@@ -176,6 +176,19 @@ MESSAGES = [{**MESSAGE_CREATE, "id": "a0b1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d",
              "conversation_id": CONVERSATION_ID, "role": "user",
              "author_id": DEMO_THERAPIST_ID, "usage": None, "created_at": CREATED}, MESSAGE]
 
+# --- Data exports -----------------------------------------------------------------
+EXPORT_ID = "f2a3b4c5-d6e7-4f80-9a1b-2c3d4e5f6a7b"
+PRACTICE_EXPORT_ID = "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
+EXPORT_CREATED = {"id": EXPORT_ID, "status": "pending"}
+PRACTICE_EXPORT_CREATED = {"id": PRACTICE_EXPORT_ID, "status": "pending"}
+EXPORT = {"id": EXPORT_ID, "kind": "client", "client_id": CLIENT_ID, "status": "ready",
+          "error": None, "created_at": CREATED, "finished_at": "2026-11-20T08:05:13.402117+00:00",
+          "expires_at": "2026-12-20T08:05:12.123456+00:00", "size_bytes": 48_213,
+          "sha256": "9f2c4e6a8b0d1f3a5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a",
+          "download_url": "https://clinai.example.org/api/v1/downloads/eyJjIjoidC02ZjFk..."
+                          "Ii4wN2Q",
+          "download_expires_at": "2026-11-20T10:27:40.654321+00:00"}
+
 # --- B2C API connector ------------------------------------------------------------
 CONNECTOR_REQUEST = {"objectId": DEMO_THERAPIST_ID, "email": "therapeutin@example.org",
                      "step": "PreTokenIssuance",

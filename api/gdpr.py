@@ -24,11 +24,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from api.audit import AUDIT_KEY
 from api.clients.erasure import ErasureRequest, erase_client
+from api.exports.operations import purge_expired_exports
 from api.practice_rules import practice_rules, retain_until
 from models import AuditEvent, Client, DataExport
 from models.audit_event import AUDIT_WRITE_COLUMNS
@@ -107,8 +108,6 @@ def _purge_tenant(owner_engine: Engine, store: Storage, tenant_id: uuid.UUID,
         years = practice_rules(db, default_years).record_retention_years
         candidates = db.execute(select(Client.id, Client.treatment_ended_on).where(
             Client.restricted_at.is_not(None), Client.treatment_ended_on.is_not(None))).all()
-        expired = db.execute(select(DataExport.id, DataExport.blob_name)
-                             .where(DataExport.expires_at <= now)).all()
         stale = db.execute(update(DataExport).where(
             DataExport.status.in_(("pending", "running")),
             DataExport.created_at < now - STALE_EXPORT_AFTER,
@@ -133,13 +132,13 @@ def _purge_tenant(owner_engine: Engine, store: Storage, tenant_id: uuid.UUID,
         except StorageError as exc:
             report.errors.append(f"tenant {tenant_id}: a client's erasure "
                                  f"({type(exc).__name__}); retried next run")
-    for export_id, blob_name in expired:
-        try:
-            if blob_name:
-                store.delete(tenant_container(tenant_id), blob_name)
-            with platform_session(owner_engine, tenant_id) as db:
-                db.execute(delete(DataExport).where(DataExport.id == export_id))
-            report.exports_deleted[tenant_id] = report.exports_deleted.get(tenant_id, 0) + 1
-        except StorageError as exc:
-            report.errors.append(f"tenant {tenant_id}: an expired export "
-                                 f"({type(exc).__name__}); retried next run")
+    container = tenant_container(tenant_id)
+    try:
+        with platform_session(owner_engine, tenant_id) as db:
+            deleted = purge_expired_exports(db, lambda name: store.delete(container, name),
+                                            now=now)
+        if deleted:
+            report.exports_deleted[tenant_id] = deleted
+    except StorageError as exc:
+        report.errors.append(f"tenant {tenant_id}: expired exports "
+                             f"({type(exc).__name__}); retried next run")

@@ -21,7 +21,7 @@ from models import SecurityEvent
 from tenancy.actor import Actor
 
 RECORD_BLUEPRINTS = frozenset({"clients", "consents", "sessions", "notes", "drafts",
-                               "conversations", "admin"})
+                               "conversations", "admin", "exports"})
 REFUSALS = frozenset({403, 404, 409, 412})
 
 

@@ -96,6 +96,7 @@ def app(database_url: str, issuer: LocalIssuer) -> Iterator[Flask]:
     result = application.test_cli_runner().invoke(args=["tenancy", "upgrade"])
     assert result.exit_code == 0, result.output
     yield application
+    application.extensions["clinai_exports"].shutdown()
     application.extensions["clinai_db"].dispose()
 
 

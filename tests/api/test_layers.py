@@ -9,7 +9,8 @@ import pytest
 
 OPERATIONS = ["api.clients.operations", "api.sessions.operations", "api.notes.operations",
               "api.conversations.operations",
-              "api.admin.operations", "api.domain"]
+              "api.admin.operations", "api.exports.operations", "api.exports.jobs",
+              "api.domain"]
 
 
 @pytest.mark.parametrize("module", OPERATIONS)
