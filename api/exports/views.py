@@ -80,11 +80,11 @@ class ClientExports(MethodView):
           `sessions` (with transcripts), each with its `notes` (format, status, author,
           signer, the current `content`, the `original_content` as signed, and every
           amendment with reason, author and time, as `GET /notes/{note_id}` shows them);
-          `conversations` with their `messages` (role, text, author, token counts); `ai_usage` (counts only: AI-drafted
-          notes, chat questions and replies, prompt and completion tokens); `exports` (this
-          client's exports); `access_log` (every audit event naming any of the client's
-          records: when, who, role, action, type, which of the client's record ids). Lists
-          are ordered by time, then id.
+          `conversations` with their `messages` (role, text, author, token counts);
+          `ai_usage` (counts only: AI-drafted notes, chat questions and replies, prompt and
+          completion tokens); `exports` (this client's exports); `access_log` (every audit
+          event naming any of the client's records: when, who, role, action, type, which
+          of the client's record ids). Lists are ordered by time, then id.
         - `record.html`: the same, as a page a client can open in any browser (no
           scripts, no external resources), every section headed in German and English.
 
