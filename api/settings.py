@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "RECORD_RETENTION_YEARS": 10,
     # Art. 15/20 exports stay downloadable this long, then `flask gdpr purge` deletes them.
     "EXPORT_RETENTION_DAYS": 30,
+    "EXPORT_WORKERS": 2,  # threads per process that build exports
     "AZURE_OPENAI_ENDPOINT": None,
     "AZURE_OPENAI_API_KEY": None,
     "OPENAI_API_VERSION": "2024-10-21",
@@ -54,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
 
 _INT_SETTINGS = {
     "DATABASE_POOL_SIZE", "AUTH_CLOCK_SKEW_SECONDS", "INVITATION_TTL_HOURS", "MAX_CONTENT_LENGTH",
-    "RECORD_RETENTION_YEARS", "EXPORT_RETENTION_DAYS",
+    "RECORD_RETENTION_YEARS", "EXPORT_RETENTION_DAYS", "EXPORT_WORKERS",
     "LLM_DEFAULT_MONTHLY_TOKEN_BUDGET", "LLM_TENANT_REQUESTS_PER_MINUTE",
     "LLM_TENANT_TOKENS_PER_MINUTE", "LLM_TIMEOUT_SECONDS", "LLM_MAX_ATTEMPTS",
 }
@@ -116,6 +117,8 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError("RECORD_RETENTION_YEARS must be at least 10 (§ 630f(3) BGB)")
     if not 1 <= int(config.get("EXPORT_RETENTION_DAYS", 30)) <= 365:
         raise ConfigError("EXPORT_RETENTION_DAYS must be between 1 and 365")
+    if not 1 <= int(config.get("EXPORT_WORKERS", 2)) <= 16:
+        raise ConfigError("EXPORT_WORKERS must be between 1 and 16")
     if not config.get("AZURE_OPENAI_ENDPOINT") and config.get("APP_ENV") not in DEV_ENVS:
         raise ConfigError("AZURE_OPENAI_ENDPOINT is not set; the LLM simulator serves only "
                           f"APP_ENV in {sorted(DEV_ENVS)}")

@@ -36,7 +36,7 @@ _LOCATION = {"Location": {"description": "The export's status: `GET /api/v1/expo
 
 
 def init_app(app: Flask) -> None:
-    app.extensions[EXTENSION] = ExportWorker(max_workers=app.config.get("EXPORT_WORKERS", 2))
+    app.extensions[EXTENSION] = ExportWorker(max_workers=app.config["EXPORT_WORKERS"])
 
 
 def worker() -> ExportWorker:
