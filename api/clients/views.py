@@ -62,6 +62,9 @@ class Clients(MethodView):
             audit=ReadAudit(actor(), "client.list", "client"),
         )
         pagination_parameters.item_count = total
+        restricted = [c.id for c in items if c.restricted_at is not None]
+        if restricted:  # an admin's read of restricted records, audited as such
+            audit(session(), actor(), "client.restricted_access", "client", restricted)
         return items
 
     @any_member

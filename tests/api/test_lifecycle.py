@@ -6,13 +6,16 @@ import datetime as dt
 import json
 import os
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from storage.base import tenant_container
 from tenancy.security import schema_name
+from tests.api.test_exports import _export, _wait
 from tests.conftest import TEST_STORAGE_ROOT, Actor, Practice, assert_error
 
 PAST_END = "2010-03-31"  # retention (10 years) ended on 2020-03-31
@@ -132,6 +135,10 @@ def test_restricted_client_is_hidden_from_therapists_and_read_only(
     with_restricted = practice.client.get("/api/v1/clients?include_restricted=true",
                                           headers=admin)
     assert [c["id"] for c in with_restricted.json] == [client["id"]]
+    listed_events = practice.client.get(
+        "/api/v1/admin/audit-events?action=client.restricted_access",
+        headers=admin).json
+    assert listed_events and listed_events[0]["resource_ids"] == [client["id"]]
     assert practice.client.get(f"/api/v1/notes/{note.json['id']}", headers=admin).status_code \
         == 200
     events = practice.client.get(
@@ -265,7 +272,13 @@ def _scan(admin_conn: psycopg.Connection[Any], tenant_id: uuid.UUID,
                       if needle.lower() in row.lower()]
     for root, _dirs, files in os.walk(TEST_STORAGE_ROOT):
         for name in files:
-            data = Path(root, name).read_bytes()
+            path = Path(root, name)
+            if not path.is_relative_to(Path(TEST_STORAGE_ROOT, tenant_container(tenant_id))):
+                continue
+            data = path.read_bytes()
+            if zipfile.is_zipfile(path):  # compressed: look inside
+                with zipfile.ZipFile(path) as archive:
+                    data += b"".join(archive.read(member) for member in archive.namelist())
             found += [f"file {name}: {needle}" for needle in needles
                       if needle.encode() in data or needle.encode() in name.encode()]
     return found
@@ -313,10 +326,18 @@ def test_erasure_leaves_no_trace_and_spares_the_neighbour(
     ended = _patch(practice, gone["client"]["id"], {"treatment_ended_on": PAST_END,
                                                     "status": "discharged"})
     assert ended.status_code == 200
+    # The client's export and the practice's (which holds every client) are files.
+    client_export = _wait(practice, _export(practice, f"/api/v1/clients/{gone['client']['id']}"
+                                                      "/exports"))
+    practice_export = _wait(practice, _export(practice, "/api/v1/admin/tenant/exports"))
+    assert client_export["status"] == practice_export["status"] == "ready"
+    assert practice.client.get(client_export["download_url"]).status_code == 200
     ids = [gone[k]["id"] for k in ("client", "session", "note", "conversation")]
+    ids.append(client_export["id"])  # (the practice export's id names no client)
     needles = [*ids, "Wiebke", "Quastenberg", "wiebke@example.org", "Zauberwort7",
                "1979-08-17"]
-    assert _scan(admin_conn, practice.id, needles), "the seed must be findable"
+    found = _scan(admin_conn, practice.id, needles)
+    assert any(f.startswith("file ") and "Zauberwort7" in f for f in found), found
 
     erased = _erase(practice, gone["client"]["id"])
     assert erased.status_code == 200, erased.json
@@ -326,6 +347,11 @@ def test_erasure_leaves_no_trace_and_spares_the_neighbour(
     assert erased.json["events_repointed"] > 5
 
     assert _scan(admin_conn, practice.id, needles[:-1]) == []
+    # The old download link is refused; the exports are gone.
+    assert_error(practice.client.get(client_export["download_url"]), 404, "not_found")
+    for export in (client_export, practice_export):
+        assert_error(practice.client.get(f"/api/v1/exports/{export['id']}",
+                                         headers=practice.admin.headers), 404, "not_found")
     # The neighbour is whole.
     assert practice.client.get(f"/api/v1/clients/{kept['client']['id']}/sessions",
                                headers=therapist.headers).json[0]["transcript"] \
