@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from typing import Any
+from typing import IO, Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
@@ -37,8 +37,11 @@ from storage.base import (
 def _client_options() -> dict[str, Any]:
     # The storage SDK's default retry waits 15 s, then longer: a request would hang for
     # minutes on an outage. Three tries a second apart, then StorageUnavailable.
+    # Files above 8 MiB go up in 4 MiB blocks, read as they are sent (exports stream from
+    # a temporary file): memory per upload stays at a block or two.
     return {"retry_policy": LinearRetry(backoff=1, random_jitter_range=0, retry_total=2),
-            "connection_timeout": 5, "read_timeout": 30}
+            "connection_timeout": 5, "read_timeout": 30,
+            "max_single_put_size": 8 * 1024 * 1024, "max_block_size": 4 * 1024 * 1024}
 
 
 class AzureBlobStorage:
@@ -58,17 +61,20 @@ class AzureBlobStorage:
         return cls(BlobServiceClient(account_url, credential=credential,
                                      **_client_options()))
 
-    def put(self, container: str, name: str, data: bytes, *,
+    def put(self, container: str, name: str, data: bytes | IO[bytes], *,
             content_type: str = "application/octet-stream") -> None:
         client = self.service.get_container_client(check_container(container))
         settings = ContentSettings(content_type=content_type)
+        start = None if isinstance(data, bytes) else data.tell()
         try:
-            try:
+            try:  # a file is uploaded in blocks, read as it goes
                 client.upload_blob(check_name(name), data, overwrite=True,
                                    content_settings=settings)
             except ResourceNotFoundError:  # the container's first blob
                 with contextlib.suppress(ResourceExistsError):
                     client.create_container()
+                if start is not None and not isinstance(data, bytes):
+                    data.seek(start)
                 client.upload_blob(name, data, overwrite=True, content_settings=settings)
         except AzureError as exc:
             raise StorageUnavailable(f"blob storage failed ({type(exc).__name__})") from exc

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from typing import Protocol
+from typing import IO, Protocol
 
 BILLING_CONTAINER = "billing"
 # Azure container names: 3-63 of a-z, 0-9 and single hyphens, starting with a letter or
@@ -72,8 +72,11 @@ class Storage(Protocol):
     after retries; ``get`` raises ``BlobNotFound`` for a missing blob; ``delete`` of a
     missing blob (or container) succeeds, so a retried cleanup always finishes."""
 
-    def put(self, container: str, name: str, data: bytes, *,
-            content_type: str = "application/octet-stream") -> None: ...
+    def put(self, container: str, name: str, data: bytes | IO[bytes], *,
+            content_type: str = "application/octet-stream") -> None:
+        """Store ``data`` (bytes, or a seekable binary file read from its current position
+        in chunks, never whole) as ``name``, replacing it; whole or not at all."""
+        ...
 
     def get(self, container: str, name: str) -> bytes: ...
 

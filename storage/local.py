@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from storage.base import (
     BlobNotFound,
@@ -89,7 +90,7 @@ class LocalStorage:
         path = self.root / check_container(container)
         return path / check_name(name) if name is not None else path
 
-    def put(self, container: str, name: str, data: bytes, *,
+    def put(self, container: str, name: str, data: bytes | IO[bytes], *,
             content_type: str = "application/octet-stream") -> None:
         path = self._path(container, name)
         try:
@@ -97,7 +98,10 @@ class LocalStorage:
             # Whole or nothing: write a temporary file, then rename it into place.
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                if isinstance(data, bytes):
+                    handle.write(data)
+                else:
+                    shutil.copyfileobj(data, handle, 1024 * 1024)
             os.replace(tmp, path)
         except OSError as exc:
             raise StorageUnavailable("the local storage could not be written") from exc

@@ -93,8 +93,8 @@ def run_export(job: ExportJob) -> str:
             db.rollback()  # end the long read; nothing was written
             size, sha256 = _digest(archive)
             archive.seek(0)
-            # The Storage protocol takes bytes: the finished file is read once, whole.
-            job.storage.put(tenant_container(job.actor.tenant_id), name, archive.read(),
+            # Streamed from the file: memory stays flat however large the archive.
+            job.storage.put(tenant_container(job.actor.tenant_id), name, archive,
                             content_type="application/zip")
             uploaded = True
         export.status, export.blob_name = "ready", name
