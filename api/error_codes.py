@@ -88,6 +88,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "invitation_expired": ErrorCode(410, "The invitation code has expired."),
     "download_invalid": ErrorCode(404, "The download link is not valid (altered or unknown)."),
     "download_expired": ErrorCode(410, "The download link has expired; ask for a new one."),
+    "offboarding_incomplete": ErrorCode(
+        503, "The practice is closed, but erasing its data did not finish (storage down, or "
+             "its records still in use); the platform's `flask gdpr purge` completes it."),
     "storage_unavailable": ErrorCode(
         503, "File storage could not be reached; nothing was changed. Retry later."),
     "invitation_wrong_account": ErrorCode(

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import flask_smorest
 from flask import Flask, Response, current_app, jsonify
 from marshmallow import fields
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
@@ -152,6 +152,17 @@ def init_app(app: Flask) -> None:
         return error_response(422, "invalid_value",
                               "A value is outside what can be stored (e.g. a NUL character "
                               "or an out-of-range date or number).")
+
+    @app.errorhandler(IntegrityError)
+    def _integrity(exc: IntegrityError) -> Response:
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate != "23503":  # not a foreign-key violation: a bug, answered with 500
+            raise exc
+        # The record a write hangs from was deleted while the request ran (an erasure, a
+        # consent withdrawal that deleted a conversation): nothing was written.
+        log.info("a referenced record vanished during the request (SQLSTATE %s)", sqlstate)
+        return error_response(404, "not_found", "A record this request refers to no longer "
+                                                "exists; nothing was written.")
 
     @app.errorhandler(StaleDataError)
     def _stale(_exc: StaleDataError) -> Response:

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
@@ -47,6 +48,7 @@ STALE_EXPORT_AFTER = dt.timedelta(hours=1)
 
 @dataclass
 class PurgeReport:
+    dry_run: bool = False
     clients_erased: dict[uuid.UUID, int] = field(default_factory=dict)
     exports_deleted: dict[uuid.UUID, int] = field(default_factory=dict)
     exports_failed: dict[uuid.UUID, int] = field(default_factory=dict)
@@ -54,22 +56,28 @@ class PurgeReport:
     errors: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"tenant {t}: offboarding finished" for t in self.tenants_erased]
+        would = "would have " if self.dry_run else ""
+        out = [f"tenant {t}: {would}finished offboarding" if self.dry_run
+               else f"tenant {t}: offboarding finished" for t in self.tenants_erased]
         for tenant in sorted({*self.clients_erased, *self.exports_deleted,
                               *self.exports_failed}, key=str):
-            out.append(f"tenant {tenant}: erased {self.clients_erased.get(tenant, 0)} "
-                       f"client(s) whose retention ended, deleted "
-                       f"{self.exports_deleted.get(tenant, 0)} expired export(s), marked "
-                       f"{self.exports_failed.get(tenant, 0)} interrupted export(s) failed")
+            out.append(f"tenant {tenant}: {would}erased {self.clients_erased.get(tenant, 0)} "
+                       f"client(s) whose retention ended, {would}deleted "
+                       f"{self.exports_deleted.get(tenant, 0)} expired export(s), {would}"
+                       f"marked {self.exports_failed.get(tenant, 0)} interrupted export(s) "
+                       "failed")
         out += [f"error: {e}" for e in self.errors]
-        return out or ["nothing to purge"]
+        out = out or ["nothing to purge"]
+        return ["dry run: nothing was changed", *out] if self.dry_run else out
 
 
 @contextmanager
-def platform_session(owner_engine: Engine, tenant_id: uuid.UUID) -> Iterator[Session]:
+def platform_session(owner_engine: Engine, tenant_id: uuid.UUID, *,
+                     dry_run: bool = False) -> Iterator[Session]:
     """One transaction in ``tenant_id``'s context as the owner, committed on success with
-    the audit events its work queued."""
-    with owner_engine.connect() as conn, conn.begin():
+    the audit events its work queued (rolled back instead with ``dry_run``)."""
+    with owner_engine.connect() as conn:
+        transaction = conn.begin()
         enter_as_platform(conn, tenant_id)
         db = Session(bind=conn)
         try:
@@ -80,31 +88,58 @@ def platform_session(owner_engine: Engine, tenant_id: uuid.UUID) -> Iterator[Ses
                     {column: event[column] for column in AUDIT_WRITE_COLUMNS}
                     for event in events])
             db.flush()
+            if dry_run:
+                transaction.rollback()
+            else:
+                transaction.commit()
         finally:
             db.close()
+            if transaction.is_active:
+                transaction.rollback()
+
+
+class _Rehearsal:
+    """A storage that lists but deletes nothing (``flask gdpr purge --dry-run``)."""
+
+    def __init__(self, store: Storage) -> None:
+        self.store = store
+
+    def list(self, container: str, prefix: str = "") -> list[str]:
+        return self.store.list(container, prefix)
+
+    def delete(self, container: str, name: str) -> None:
+        return None
+
+    def delete_container(self, container: str) -> None:
+        return None
 
 
 def purge(owner_engine: Engine, store: Storage, *, now: dt.datetime,
-          default_retention_years: int) -> PurgeReport:
-    report = PurgeReport()
+          default_retention_years: int, dry_run: bool = False) -> PurgeReport:
+    """Do (or with ``dry_run``, only count: every transaction is rolled back and no file
+    is deleted) what the module docstring lists, for every practice."""
+    report = PurgeReport(dry_run=dry_run)
+    target: Any = _Rehearsal(store) if dry_run else store
     for tenant in list_tenants(owner_engine):
-        if tenant.status == "closing":
-            try:
-                erase_tenant(owner_engine, store, tenant.id)
+        try:
+            if tenant.status == "closing":
+                if not dry_run:
+                    erase_tenant(owner_engine, store, tenant.id)
                 report.tenants_erased.append(tenant.id)
-            except StorageError as exc:
-                report.errors.append(f"tenant {tenant.id}: offboarding ({type(exc).__name__})")
-            continue
-        if tenant.status not in ("active", "suspended"):
-            continue
-        _purge_tenant(owner_engine, store, tenant.id, now, default_retention_years, report)
+            elif tenant.status in ("active", "suspended"):
+                _purge_tenant(owner_engine, target, tenant.id, now, default_retention_years,
+                              report)
+        except Exception as exc:  # one practice's failure never stops the others
+            log.error("purge of tenant %s failed (%s)", tenant.id, type(exc).__name__)
+            report.errors.append(f"tenant {tenant.id}: {type(exc).__name__}; retried next run")
     return report
 
 
 def _purge_tenant(owner_engine: Engine, store: Storage, tenant_id: uuid.UUID,
                   now: dt.datetime, default_years: int, report: PurgeReport) -> None:
     actor = Actor(tenant_id=tenant_id, user_id=PURGE_ACTOR, role="system")
-    with platform_session(owner_engine, tenant_id) as db:
+    dry = report.dry_run
+    with platform_session(owner_engine, tenant_id, dry_run=dry) as db:
         years = practice_rules(db, default_years).record_retention_years
         candidates = db.execute(select(Client.id, Client.treatment_ended_on).where(
             Client.restricted_at.is_not(None), Client.treatment_ended_on.is_not(None))).all()
@@ -121,7 +156,7 @@ def _purge_tenant(owner_engine: Engine, store: Storage, tenant_id: uuid.UUID,
         if until is None or until >= today:
             continue
         try:
-            with platform_session(owner_engine, tenant_id) as db:
+            with platform_session(owner_engine, tenant_id, dry_run=dry) as db:
                 client = db.get(Client, client_id, with_for_update=True)
                 if client is None or client.restricted_at is None:
                     continue
@@ -134,7 +169,7 @@ def _purge_tenant(owner_engine: Engine, store: Storage, tenant_id: uuid.UUID,
                                  f"({type(exc).__name__}); retried next run")
     container = tenant_container(tenant_id)
     try:
-        with platform_session(owner_engine, tenant_id) as db:
+        with platform_session(owner_engine, tenant_id, dry_run=dry) as db:
             deleted = purge_expired_exports(db, lambda name: store.delete(container, name),
                                             now=now)
         if deleted:

@@ -9,7 +9,9 @@ admin's ``DELETE /api/v1/admin/tenant``):
 2. every blob of the tenant's container, then the container, is deleted;
 3. in one transaction: the tenant schema is dropped (every table, row, grant and policy
    in it), the practice's memberships, invitations, token budget and migration status are
-   deleted, and the status becomes ``erased``.
+   deleted;
+4. the container is swept once more (a file an export job uploaded meanwhile), and the
+   status becomes ``erased``.
 
 What stays: the ``public.tenants`` row (id, name, status ``erased``, timestamps), which the
 usage ledger's rows point at, and those ledger rows (token counts by user id, feature and
@@ -73,13 +75,23 @@ def erase_tenant(owner_engine: Engine, store: Storage, tenant_id: uuid.UUID, *,
     if before_drop is not None:
         before_drop()
     with owner_engine.begin() as conn:
-        # Wait for the practice's last requests (their tokens are refused already).
+        # Wait for the practice's last requests (their tokens are refused already); a
+        # transaction that stays open longer (an export being built) makes this fail, and
+        # the practice stays closing until the next run.
         conn.execute(text("SET LOCAL lock_timeout = '30s'"))
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema_name(tenant_id)}" CASCADE'))
         for table in _PUBLIC_ROWS:
             conn.execute(text(f"DELETE FROM public.{table} WHERE tenant_id = :i"),
                          {"i": tenant_id})
+    # Again, now that no request or export of the practice can run: a file an export
+    # job uploaded after the first sweep (its container recreated) goes too.
+    late = store.list(container)
+    for name in late:
+        store.delete(container, name)
+    store.delete_container(container)
+    with owner_engine.begin() as conn:
         conn.execute(text("UPDATE public.tenants SET status = 'erased', updated_at = now() "
                           "WHERE id = :i"), {"i": tenant_id})
+    names += late
     log.info("tenant %s erased (%d blobs deleted)", tenant_id, len(names))
     return Offboarding(tenant_id, len(names))

@@ -29,7 +29,6 @@ PUBLIC_APP_FUNCTIONS = (
     "enter_tenant(uuid, text, boolean)",
     "claims_for_user(text)",
     "accept_invitation(text, text, text[])",
-    "repoint_erased_records(uuid[], uuid)",
 )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from flask import current_app
 from flask.views import MethodView
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from api.admin import operations
 from api.admin.schemas import (
@@ -53,6 +54,7 @@ from api.llm import gateway
 from api.pagination import fetch_page
 from api.storage import storage
 from models import Tenant
+from storage.base import StorageError
 from tenancy.offboarding import erase_tenant
 
 log = logging.getLogger(__name__)
@@ -230,7 +232,7 @@ class PracticeOffboarding(MethodView):
     @admin_only
     @blp.arguments(OffboardingSchema, example=OFFBOARDING)
     @blp.response(200, OffboardingResultSchema, example=OFFBOARDED)
-    @blp.errors("storage_unavailable")
+    @blp.errors("offboarding_incomplete")
     def delete(self, data: dict[str, Any]) -> dict[str, Any]:
         """Leave the platform: erase the whole practice.
 
@@ -244,9 +246,10 @@ class PracticeOffboarding(MethodView):
         its database schema (every client, session, note, conversation, the audit
         trail), its memberships and invitations are deleted. The platform keeps the
         practice's registry entry (id, name, status `erased`) and its token usage ledger
-        (billing). If storage fails half way, the answer is 503 `storage_unavailable`,
-        the practice stays closed, and the platform's scheduled `flask gdpr purge` (or
-        the operator's `flask tenancy erase`) finishes the job. Admins only.
+        (billing). If it cannot finish (storage down, records still in use), the answer
+        is 503 `offboarding_incomplete`: the practice stays closed, and the platform's
+        scheduled `flask gdpr purge` (or the operator's `flask tenancy erase`) finishes
+        the job. Admins only.
         """
         db, a = session(), actor()
         name = db.scalar(select(Tenant.name).where(Tenant.id == a.tenant_id))
@@ -255,7 +258,14 @@ class PracticeOffboarding(MethodView):
                   errors={"json": {"confirm": ["Must be the practice's name, exactly."]}})
         end_request_session()
         log.info("offboarding requested by %s", a.user_id)
-        erase_tenant(get_db().owner_engine, storage(), a.tenant_id)
+        try:
+            erase_tenant(get_db().owner_engine, storage(), a.tenant_id)
+        except (StorageError, OperationalError) as exc:
+            log.error("offboarding of %s stopped half way (%s)", a.tenant_id,
+                      type(exc).__name__)
+            abort(503, "offboarding_incomplete",
+                  "The practice is closed; erasing its data did not finish and will be "
+                  "completed by the platform.")
         return {"id": a.tenant_id, "status": "erased"}
 
 

@@ -8,14 +8,15 @@ removes the client and everything derived from them in one transaction:
 1. the client's exports (and, because they hold every client, the practice's exports)
    are deleted from storage first, each retried until it is gone; if storage stays
    down, nothing else happens (503) and the request can be repeated;
-2. a tombstone is written: when, by whom, why, how many records of each kind; never the
-   client's id or any personal data;
-3. the client row is deleted; sessions (with transcripts), notes, their amendments,
+2. the client row is deleted (with the erasure's who, why and retention date in the
+   transaction's settings); sessions (with transcripts), notes, their amendments,
    consents, conversations and messages, exports and identity keys follow by the
    foreign keys' ``ON DELETE CASCADE`` (only this client's rows are locked);
-4. audit and security events that named the client's record ids are re-pointed to the
-   tombstone by ``public.repoint_erased_records`` (the app role cannot update audit rows;
-   public migration 0007), and so are the audit events this request has not written yet.
+3. the delete fires the database's ``erasure_trail`` trigger (public migration 0007),
+   which writes the tombstone and re-points the audit and security events that named
+   the client's record ids to it (the app role can neither update audit rows nor write
+   tombstones itself); the audit events this request has not written yet are
+   re-pointed here.
 
 The usage ledger (``public.llm_usage``) has no client reference and stays for billing.
 """
@@ -34,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from api.audit import AUDIT_KEY, audit
 from api.domain import DomainError
+from api.exports.operations import blob_name
 from api.practice_rules import retain_until
 from models import Client, DataExport, ErasureTombstone
 from storage.base import Storage, StorageUnavailable, tenant_container
@@ -57,11 +59,18 @@ SELECT 'client_consents', k.id FROM client_consents k WHERE k.client_id = :c
 UNION ALL
 SELECT 'data_exports', e.id FROM data_exports e WHERE e.client_id = :c
 """)
-_MESSAGES = text("""
-SELECT count(*) FROM conversation_messages m JOIN conversations v ON v.id = m.conversation_id
-WHERE v.client_id = :c
-""")
-_REPOINT = text("SELECT public.repoint_erased_records(CAST(:ids AS uuid[]), :tombstone)")
+_LOCK_CHILDREN = (
+    text("SELECT 1 FROM therapy_sessions WHERE client_id = :c FOR UPDATE"),
+    text("SELECT 1 FROM notes n JOIN therapy_sessions s ON s.id = n.session_id "
+         "WHERE s.client_id = :c FOR UPDATE OF n"),
+    text("SELECT 1 FROM conversations WHERE client_id = :c FOR UPDATE"),
+)
+_ERASURE_SETTINGS = text(
+    "SELECT set_config('app.erasure_by', :by, true), "
+    "set_config('app.erasure_reason', :reason, true), "
+    "set_config('app.erasure_retain_until', :until, true)")
+_ERASURE_OUTCOME = text("SELECT current_setting('app.erasure_tombstone'), "
+                        "current_setting('app.erasure_repointed')")
 
 # Deleting a blob is retried this often (the backend retries each call too) before the
 # erasure gives up with 503 and changes nothing in the database.
@@ -104,14 +113,22 @@ class Erasure:
 def erase_client(db: Session, actor: Actor, client: Client, request: ErasureRequest,
                  store: Storage) -> Erasure:
     """Erase ``client`` as described in the module docstring, or stop with 422 (no
-    confirmation) or 409 ``retention_period_running`` (nothing changes either way)."""
+    confirmation), 404 (erased meanwhile) or 409 ``retention_period_running`` (nothing
+    changes in any of these cases)."""
     check_confirmation(client, request.confirm)
-    # Lock the client (only its row): a session or note added meanwhile waits for us.
-    db.execute(select(Client.id).where(Client.id == client.id).with_for_update())
-    records = db.execute(_RECORDS, {"c": client.id}).all()
+    # Lock the client, re-read under the lock (a concurrent erasure or change wins
+    # first), and the rows new records would hang from: a note, amendment or message
+    # added meanwhile waits for this transaction, then finds its parent gone (404).
+    locked = db.execute(select(Client).where(Client.id == client.id).with_for_update()
+                        .execution_options(populate_existing=True)).scalar_one_or_none()
+    if locked is None:
+        raise DomainError("not_found", "No such client.")
+    for statement in _LOCK_CHILDREN:
+        db.execute(statement, {"c": locked.id})
+    records = db.execute(_RECORDS, {"c": locked.id}).all()
     counts = Counter(table for table, _id in records)
     documented = counts["therapy_sessions"] + counts["notes"] > 0
-    until = retain_until(client.treatment_ended_on, request.retention_years)
+    until = retain_until(locked.treatment_ended_on, request.retention_years)
     running = until is None or until >= request.today
     if documented and running and request.override_retention is None:
         raise DomainError(
@@ -122,32 +139,30 @@ def erase_client(db: Session, actor: Actor, client: Client, request: ErasureRequ
     reason = request.override_retention or (
         "retention_ended" if documented else "no_clinical_record")
 
-    # Storage first: if it stays down, nothing below happens.
-    exports = db.execute(select(DataExport.blob_name).where(
-        (DataExport.client_id == client.id) | (DataExport.kind == "practice"),
-        DataExport.blob_name.is_not(None))).scalars().all()
-    _delete_blobs(store, tenant_container(actor.tenant_id), sorted(n for n in exports if n))
+    # Storage first: if it stays down, nothing below happens. Every export file of the
+    # client, and of the practice (each holds every client), whatever its row's status:
+    # the rows are locked, so no export job can mark one ready meanwhile.
+    exports = db.execute(select(DataExport.id, DataExport.blob_name).where(
+        (DataExport.client_id == locked.id) | (DataExport.kind == "practice"))
+        .with_for_update()).all()
+    _delete_blobs(store, tenant_container(actor.tenant_id),
+                  sorted({name or blob_name(export_id) for export_id, name in exports}))
     db.execute(delete(DataExport).where(DataExport.kind == "practice"))
 
-    tombstone = ErasureTombstone(
-        erased_by=actor.user_id, reason=reason, retain_until=until,
-        record_counts={"clients": 1, **{table: counts[table] for table in (
-            "therapy_sessions", "notes", "note_amendments", "conversations",
-            "client_consents", "data_exports")},
-            "conversation_messages": int(db.scalar(_MESSAGES, {"c": client.id}) or 0)})
-    db.add(tombstone)
-    db.flush()
-    db.execute(delete(Client).where(Client.id == client.id),
+    # The delete is the erasure: the database's trigger (public migration 0007) writes
+    # the tombstone and re-points the audit trail; the cascade removes the records.
+    db.execute(_ERASURE_SETTINGS, {"by": actor.user_id, "reason": reason,
+                                   "until": until.isoformat() if until else ""})
+    db.execute(delete(Client).where(Client.id == locked.id),
                execution_options={"synchronize_session": False})
-    db.expunge(client)
-    erased = [client.id, *(record_id for _table, record_id in records)]
-    repointed = int(db.scalar(_REPOINT, {"ids": [str(i) for i in erased],
-                                          "tombstone": tombstone.id}) or 0)
-    _repoint_pending(db, set(erased), tombstone.id)
-    db.refresh(tombstone)
+    db.expunge(locked)
+    tombstone_id, repointed = db.execute(_ERASURE_OUTCOME).one()
+    tombstone = db.get(ErasureTombstone, uuid.UUID(tombstone_id))
+    assert tombstone is not None
+    _repoint_pending(db, {locked.id, *(record_id for _t, record_id in records)}, tombstone.id)
     audit(db, actor, "client.erase", "erasure_tombstone", [tombstone.id])
     log.info("client erased: tombstone %s, reason %s", tombstone.id, reason)
-    return Erasure(tombstone, repointed)
+    return Erasure(tombstone, int(repointed))
 
 
 def _repoint_pending(db: Session, erased: set[uuid.UUID], tombstone: uuid.UUID) -> None:

@@ -1,5 +1,5 @@
-"""Data lifecycle: tenant statuses for offboarding, append-only amendments and tombstones,
-and the one privileged path that re-points an erased client's audit trail.
+"""Data lifecycle: tenant statuses for offboarding, append-only amendments, read-only
+tombstones, and the trigger that keeps an erased client's audit trail.
 
 Revision ID: 0007_data_lifecycle
 Revises: 0006_audit_insert_columns
@@ -7,14 +7,21 @@ Create Date: 2026-12-01
 
 - ``tenants.status`` gains ``closing`` (offboarding has begun: every token is refused)
   and ``erased`` (the practice's data is gone; the row stays for billing).
-- ``secure_tenant_schema`` makes ``note_amendments`` and ``erasure_tombstones`` (tenant
-  migration ``t0008``) append-only for the app role, like the audit trail.
-- ``repoint_erased_records(ids, tombstone)``: the audit and security events that name
-  an erased client's record ids name the erasure's tombstone instead. SECURITY DEFINER,
-  because the app role may not update audit rows; it acts only in the caller's tenant
-  (``app.tenant_id``), only for a tombstone written by the caller's own transaction,
-  and only for ids that no record of the tenant has any more, so it cannot rewrite the
-  trail of a live record.
+- ``secure_tenant_schema`` makes ``note_amendments`` append-only for the app role, which
+  may insert only the columns the application supplies (not the id, the practice or the
+  time); ``erasure_tombstones`` are read-only for it. It also puts the trigger below on
+  every tenant's ``clients``.
+- ``erasure_trail()``: a BEFORE DELETE trigger on ``clients`` (SECURITY DEFINER, owned
+  by the owner role). Deleting a client is an erasure: the trigger refuses a delete
+  without the erasure's transaction settings (``app.erasure_by``, ``app.erasure_reason``,
+  optional ``app.erasure_retain_until``), collects the ids of the client's records
+  itself (sessions, notes, amendments, conversations, consents, exports), writes the
+  tombstone (when, by whom, why, how many records of each kind; never the client's id)
+  and re-points the audit and security events that named any of those ids to the
+  tombstone. It hands the tombstone's id and the number of re-pointed events back in
+  ``app.erasure_tombstone`` and ``app.erasure_repointed``. The app role cannot choose
+  which audit rows change: only the rows of the client it is deleting, in the schema of
+  the row; it cannot write a tombstone itself.
 """
 
 from __future__ import annotations
@@ -28,9 +35,6 @@ depends_on = None
 
 STATUSES_BEFORE = "('active', 'suspended', 'deleted')"
 STATUSES = "('active', 'suspended', 'deleted', 'closing', 'erased')"
-# The tenant tables whose ids an audit event may name.
-RECORD_TABLES = ("clients", "therapy_sessions", "notes", "note_amendments", "conversations",
-                 "client_consents", "data_exports")
 
 
 def _statuses(values: str) -> None:
@@ -41,6 +45,7 @@ def _statuses(values: str) -> None:
 
 def upgrade() -> None:
     _statuses(STATUSES)
+    _create_erasure_trail()
     op.execute("""
 CREATE OR REPLACE FUNCTION public.secure_tenant_schema(
     p_schema name, p_tenant uuid, p_app_role name)
@@ -100,12 +105,18 @@ BEGIN
             EXECUTE format('GRANT INSERT (actor_id, actor_role, method, route, status, error, '
                            'resource_ids, request_id, client_request_id) ON %I.%I TO %I',
                            p_schema, r.relname, p_app_role);
-        ELSIF r.relname IN ('note_amendments', 'erasure_tombstones') THEN
-            -- Append-only: a correction of a record and the trace of an erasure stay as
-            -- written (deleted only with their note, by the foreign key's cascade).
-            EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON %I.%I FROM %I',
+        ELSIF r.relname = 'note_amendments' THEN
+            -- Append-only, and only the columns the application supplies: a correction
+            -- keeps the time the database gave it (§ 630f(1) BGB).
+            EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON %I.%I FROM %I',
                            p_schema, r.relname, p_app_role);
-            EXECUTE format('GRANT SELECT, INSERT ON %I.%I TO %I', p_schema, r.relname, p_app_role);
+            EXECUTE format('GRANT SELECT ON %I.%I TO %I', p_schema, r.relname, p_app_role);
+            EXECUTE format('GRANT INSERT (note_id, content, reason, author_id) ON %I.%I TO %I',
+                           p_schema, r.relname, p_app_role);
+        ELSIF r.relname = 'erasure_tombstones' THEN  -- written by erasure_trail() only
+            EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON %I.%I FROM %I',
+                           p_schema, r.relname, p_app_role);
+            EXECUTE format('GRANT SELECT ON %I.%I TO %I', p_schema, r.relname, p_app_role);
         ELSIF r.relname IN ('audit_events') THEN  -- until tenant migration t0006
             EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON %I.%I FROM %I',
                            p_schema, r.relname, p_app_role);
@@ -116,54 +127,93 @@ BEGIN
         END IF;
     END LOOP;
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', p_schema, p_app_role);
+    -- Deleting a client is an erasure: the trigger keeps its trail (erasure_trail()).
+    IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = p_schema AND c.relname = 'erasure_tombstones')
+       AND NOT EXISTS (SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                       JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE n.nspname = p_schema AND c.relname = 'clients'
+                         AND t.tgname = 'erasure_trail') THEN
+        EXECUTE format('CREATE TRIGGER erasure_trail BEFORE DELETE ON %I.clients '
+                       'FOR EACH ROW EXECUTE FUNCTION public.erasure_trail()', p_schema);
+    END IF;
 END
 $$""")
-    live_checks = "\n".join(
-        f"    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.{table} WHERE id = ANY($1))', "
-        f"v_schema) INTO v_live USING p_ids;\n"
-        f"    IF v_live THEN RAISE EXCEPTION 'a record named is not erased ({table})'; END IF;"
-        for table in RECORD_TABLES)
+
+
+
+# The client's records by table, and the ids an audit event may name (the trigger's
+# query; %1$I is the tenant schema, $1 the client's id).
+_RECORDS = """
+SELECT 'therapy_sessions' AS kind, s.id FROM %1$I.therapy_sessions s WHERE s.client_id = $1
+UNION ALL SELECT 'notes', n.id FROM %1$I.notes n
+  JOIN %1$I.therapy_sessions s ON s.id = n.session_id WHERE s.client_id = $1
+UNION ALL SELECT 'note_amendments', a.id FROM %1$I.note_amendments a
+  JOIN %1$I.notes n ON n.id = a.note_id
+  JOIN %1$I.therapy_sessions s ON s.id = n.session_id WHERE s.client_id = $1
+UNION ALL SELECT 'conversations', v.id FROM %1$I.conversations v WHERE v.client_id = $1
+UNION ALL SELECT 'client_consents', k.id FROM %1$I.client_consents k WHERE k.client_id = $1
+UNION ALL SELECT 'data_exports', e.id FROM %1$I.data_exports e WHERE e.client_id = $1
+"""
+
+
+def _create_erasure_trail() -> None:
+    records = _RECORDS.replace("'", "''")
     op.execute(f"""
-CREATE FUNCTION public.repoint_erased_records(p_ids uuid[], p_tombstone uuid)
-RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog AS $$
+CREATE FUNCTION public.erasure_trail() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog AS $$
 DECLARE
-    v_tenant uuid := NULLIF(current_setting('app.tenant_id', true), '')::uuid;
-    v_schema text;
-    v_live boolean;
-    v_fresh boolean;
+    v_schema text := TG_TABLE_SCHEMA;
+    v_by text := NULLIF(current_setting('app.erasure_by', true), '');
+    v_reason text := NULLIF(current_setting('app.erasure_reason', true), '');
+    v_retain date := NULLIF(current_setting('app.erasure_retain_until', true), '')::date;
+    v_ids uuid[];
+    v_counts jsonb;
+    v_messages bigint;
+    v_tombstone uuid;
     v_audit integer;
     v_security integer;
 BEGIN
-    IF v_tenant IS NULL THEN
-        RAISE EXCEPTION 'no tenant context';
+    IF v_by IS NULL OR v_reason IS NULL THEN
+        RAISE EXCEPTION 'a client is deleted only by an erasure (app.erasure_by and '
+                        'app.erasure_reason are not set)';
     END IF;
-    v_schema := 't_' || replace(v_tenant::text, '-', '');
-    -- Only for a tombstone this very transaction wrote.
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.erasure_tombstones WHERE id = $1 '
-                   'AND xmin::text::bigint = pg_current_xact_id()::text::bigint %% 4294967296)',
-                   v_schema) INTO v_fresh USING p_tombstone;
-    IF NOT v_fresh THEN
-        RAISE EXCEPTION 'the tombstone was not written by this transaction';
-    END IF;
-    -- Only for ids that no record of the tenant has any more.
-{live_checks}
+    EXECUTE format('WITH r AS ({records}) SELECT '
+                   '(SELECT array_agg(id) FROM r), '
+                   '(SELECT jsonb_object_agg(kind, n) FROM '
+                   '   (SELECT kind, count(*) AS n FROM r GROUP BY kind) c)', v_schema)
+        INTO v_ids, v_counts USING OLD.id;
+    EXECUTE format('SELECT count(*) FROM %1$I.conversation_messages m '
+                   'JOIN %1$I.conversations v ON v.id = m.conversation_id '
+                   'WHERE v.client_id = $1', v_schema) INTO v_messages USING OLD.id;
+    v_counts := jsonb_build_object(
+        'clients', 1, 'therapy_sessions', 0, 'notes', 0, 'note_amendments', 0,
+        'conversations', 0, 'client_consents', 0, 'data_exports', 0)
+        || coalesce(v_counts, '{{}}'::jsonb)
+        || jsonb_build_object('conversation_messages', v_messages);
+    v_ids := array_append(coalesce(v_ids, '{{}}'::uuid[]), OLD.id);
+    EXECUTE format('INSERT INTO %I.erasure_tombstones (tenant_id, erased_by, reason, '
+                   'record_counts, retain_until) VALUES ($1, $2, $3, $4, $5) RETURNING id',
+                   v_schema)
+        INTO v_tombstone USING OLD.tenant_id, v_by, v_reason, v_counts, v_retain;
     EXECUTE format('UPDATE %I.audit_events SET resource_ids = ARRAY(SELECT DISTINCT '
                    'CASE WHEN x = ANY($1) THEN $2 ELSE x END FROM unnest(resource_ids) x) '
-                   'WHERE resource_ids && $1', v_schema) USING p_ids, p_tombstone;
+                   'WHERE resource_ids && $1', v_schema) USING v_ids, v_tombstone;
     GET DIAGNOSTICS v_audit = ROW_COUNT;
     EXECUTE format('UPDATE %I.security_events SET resource_ids = ARRAY(SELECT DISTINCT '
                    'CASE WHEN x = ANY($1) THEN $2 ELSE x END FROM unnest(resource_ids) x) '
-                   'WHERE resource_ids && $1', v_schema) USING p_ids, p_tombstone;
+                   'WHERE resource_ids && $1', v_schema) USING v_ids, v_tombstone;
     GET DIAGNOSTICS v_security = ROW_COUNT;
-    RETURN v_audit + v_security;
+    PERFORM set_config('app.erasure_tombstone', v_tombstone::text, true),
+            set_config('app.erasure_repointed', (v_audit + v_security)::text, true);
+    RETURN OLD;
 END
 $$""")
-    op.execute("REVOKE ALL ON FUNCTION public.repoint_erased_records(uuid[], uuid) FROM PUBLIC")
+    op.execute("REVOKE ALL ON FUNCTION public.erasure_trail() FROM PUBLIC")
 
 
 def downgrade() -> None:
-    op.execute("DROP FUNCTION public.repoint_erased_records(uuid[], uuid)")
+    op.execute("DROP FUNCTION public.erasure_trail() CASCADE")  # and its triggers
     op.execute("UPDATE public.tenants SET status = 'deleted' "
                "WHERE status IN ('closing', 'erased')")
     _statuses(STATUSES_BEFORE)

@@ -379,29 +379,49 @@ def test_erasure_leaves_no_trace_and_spares_the_neighbour(
     assert used is not None and used[0] >= 4
 
 
-def test_the_app_role_cannot_repoint_live_records(
+def test_the_app_role_cannot_forge_an_erasure_or_a_correction(
         make_practice: Any, app_role_conn: psycopg.Connection[Any]) -> None:
-    """The privileged path re-points only ids that no longer exist, for a tombstone of
-    the caller's own transaction: it cannot rewrite the trail of a live record."""
+    """Only the database's erasure trigger writes tombstones and re-points the trail, and
+    only for the client being deleted; amendments keep the database's time."""
     practice = make_practice()
     client = practice.create_client()
-    with app_role_conn.transaction():
+    schema = schema_name(practice.id)
+
+    def enter() -> None:
         app_role_conn.execute("SELECT set_config('app.tenant_id', %s, true), "
                               "set_config('search_path', %s, true)",
-                              (str(practice.id), f"{schema_name(practice.id)}, public"))
-        (tomb,) = app_role_conn.execute(
-            "INSERT INTO erasure_tombstones (erased_by, reason, record_counts) "
-            "VALUES ('x', 'legal_order', '{}') RETURNING id").fetchone() or (None,)
-        with pytest.raises(psycopg.errors.RaiseException, match="not erased"):
-            app_role_conn.execute("SELECT public.repoint_erased_records(%s, %s)",
-                                  ([uuid.UUID(client["id"])], tomb))
-    with pytest.raises(psycopg.errors.RaiseException, match="no tenant context"):
+                              (str(practice.id), f"{schema}, public"))
+
+    attempts = [
+        ("INSERT INTO erasure_tombstones (erased_by, reason, record_counts) "
+         "VALUES ('x', 'legal_order', '{}')", psycopg.errors.InsufficientPrivilege),
+        ("UPDATE erasure_tombstones SET reason = 'legal_order'",
+         psycopg.errors.InsufficientPrivilege),
+        ("INSERT INTO note_amendments (note_id, content, reason, author_id, created_at) "
+         "VALUES (gen_random_uuid(), '{}', 'x', 'x', '2001-01-01')",
+         psycopg.errors.InsufficientPrivilege),
+        ("UPDATE audit_events SET resource_ids = '{}'", psycopg.errors.InsufficientPrivilege),
+        # A client row is deleted only as an erasure (the trigger refuses otherwise).
+        (f"DELETE FROM clients WHERE id = '{client['id']}'", psycopg.errors.RaiseException),
+    ]
+    for statement, refused in attempts:
+        with pytest.raises(refused), app_role_conn.transaction():
+            enter()
+            app_role_conn.execute(statement)
+    with pytest.raises(psycopg.errors.UndefinedFunction):
         app_role_conn.execute("SELECT public.repoint_erased_records(%s, %s)",
                               ([uuid.uuid4()], uuid.uuid4()))
     app_role_conn.rollback()
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        app_role_conn.execute(f"UPDATE {schema_name(practice.id)}.erasure_tombstones "
-                              "SET reason = 'legal_order'")
+    assert practice.client.get(f"/api/v1/clients/{client['id']}",
+                               headers=practice.admin.headers).status_code == 200
+
+
+def test_two_erasures_of_one_client_make_one_tombstone(make_practice: Any) -> None:
+    practice = make_practice()
+    client = practice.create_client()
+    first, second = _erase(practice, client["id"]), _erase(practice, client["id"])
+    assert first.status_code == 200
+    assert_error(second, 404, "not_found")
 
 
 def test_erasure_response_and_trail_hold_no_personal_data(make_practice: Any) -> None:

@@ -158,8 +158,15 @@ def test_purge_erases_restricted_clients_once_retention_ends(
     for client in (due, running):
         assert _restrict(practice, client["id"]).status_code == 200
 
-    # Kept through its last day (2030-01-15), erased the day after.
+    # Kept through its last day (2030-01-15), erased the day after. A rehearsal first.
     assert f"tenant {practice.id}: erased" not in _purge(app, "2030-01-15")
+    rehearsal = app.test_cli_runner().invoke(
+        args=["gdpr", "purge", "--as-of", "2030-01-16", "--dry-run"])
+    assert rehearsal.exit_code == 0, rehearsal.output
+    assert rehearsal.output.startswith("dry run: nothing was changed")
+    assert f"tenant {practice.id}: would have erased 1 client(s)" in rehearsal.output
+    assert practice.client.get(f"/api/v1/clients/{due['id']}",
+                               headers=practice.admin.headers).status_code == 200
     output = _purge(app, "2030-01-16")
     assert f"tenant {practice.id}: erased 1 client(s)" in output
     assert _scan(admin_conn, practice.id, [due["id"], "Roswitha", "Ablaufdatum",
