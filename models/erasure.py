@@ -16,7 +16,8 @@ ERASURE_REASONS = ("no_clinical_record", "retention_ended", *OVERRIDE_REASONS)
 class ErasureTombstone(TenantBase):
     """What remains of an erased client: when, by whom, why and how many records of each
     kind, never the client's id or any personal data. Audit events that named the
-    client's records name this tombstone instead (``public.repoint_erased_records``)."""
+    client's records name this tombstone instead. Written only by the database's
+    ``erasure_trail`` trigger when a client row is deleted (public migration 0007)."""
 
     __tablename__ = "erasure_tombstones"
     __table_args__ = (CheckConstraint(f"reason IN {ERASURE_REASONS!r}", name="reason"),)
