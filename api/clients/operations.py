@@ -153,8 +153,15 @@ def create_client(db: Session, actor: Actor, data: dict[str, Any]) -> Client:
 
 
 def update_client(db: Session, actor: Actor, client: Client, data: dict[str, Any]) -> Client:
-    if client.restricted_at is not None and not set(data) <= RESTRICTED_WRITABLE:
-        ensure_writable(client)
+    if client.restricted_at is not None:
+        if not set(data) <= RESTRICTED_WRITABLE:
+            ensure_writable(client)
+        ended = data.get("treatment_ended_on", client.treatment_ended_on)
+        if client.treatment_ended_on is not None and (
+                ended is None or ended < client.treatment_ended_on):
+            # An earlier end would shorten the retention of a record kept for it.
+            raise DomainError("client_restricted", "A restricted client's treatment end "
+                              "can only be recorded or moved later.")
     _check_treatment_end(actor, data, client)
     if "assigned_therapist_id" in data:
         _check_assignee(db, actor, data["assigned_therapist_id"])

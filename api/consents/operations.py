@@ -145,6 +145,22 @@ def recheck_ai_consent(db: Session, client_id: uuid.UUID, *, lock: bool = True) 
             "(POST /api/v1/clients/{client_id}/consents).")
 
 
+def recheck_before_save(db: Session, client_id: uuid.UUID, consent_required: bool) -> None:
+    """In the transaction that saves an AI reply: the client still exists (404), is not
+    restricted (409 ``client_restricted``) and, where the practice requires it, still
+    consents (409 ``consent_required``). The client row is share-locked, so a
+    restriction or erasure that starts now waits for this save."""
+    restricted = db.execute(select(Client.restricted_at).where(Client.id == client_id)
+                            .with_for_update(read=True)).one_or_none()
+    if restricted is None:
+        raise DomainError("not_found", "The client no longer exists; nothing was saved.")
+    if restricted[0] is not None:
+        raise DomainError("client_restricted", "The client's record was restricted while "
+                          "the model wrote; nothing was saved.")
+    if consent_required:  # withdrawn while the model wrote: keep nothing
+        recheck_ai_consent(db, client_id)
+
+
 def is_current(consent: ClientConsent) -> bool:
     return consent.withdrawn_at is None
 

@@ -17,7 +17,7 @@ from api.auth import actor, any_member
 from api.blueprint import Blueprint
 from api.clients.operations import get_client
 from api.common import mask_for_model
-from api.consents.operations import recheck_ai_consent, require_ai_consent
+from api.consents.operations import recheck_before_save, require_ai_consent
 from api.conversations.operations import get_conversation
 from api.conversations.schemas import (
     ConversationCreateSchema,
@@ -70,8 +70,7 @@ def _ai_gate(db: Session, client: Client) -> bool:
 def _save_turn(db: Session, a: Actor, client_id: uuid.UUID, consent_required: bool,
                conversation_id: uuid.UUID, question: str, answer: str,
                usage: Usage) -> ConversationMessage:
-    if consent_required:  # withdrawn while the model wrote (the conversation is gone)
-        recheck_ai_consent(db, client_id)
+    recheck_before_save(db, client_id, consent_required)
     # Explicit times: now() is the transaction's start, the same for both turns.
     asked_at = dt.datetime.now(dt.UTC)
     asked = ConversationMessage(conversation_id=conversation_id, role="user", content=question,

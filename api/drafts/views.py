@@ -14,7 +14,7 @@ from api.audit import audit
 from api.auth import actor, any_member
 from api.blueprint import Blueprint
 from api.common import mask_for_model, with_etag
-from api.consents.operations import recheck_ai_consent, require_ai_consent
+from api.consents.operations import recheck_before_save, require_ai_consent
 from api.db import commit_request, session
 from api.errors import abort
 from api.examples import AI_NOTE, DRAFT_REQUEST
@@ -39,8 +39,7 @@ class DraftRequestSchema(ma.Schema):
 
 def _save_draft(db: Session, a: Actor, client_id: uuid.UUID, consent_required: bool,
                 session_id: uuid.UUID, note_format: str, text: str) -> Note:
-    if consent_required:  # withdrawn while the model wrote: keep nothing
-        recheck_ai_consent(db, client_id)
+    recheck_before_save(db, client_id, consent_required)
     note = create_note(db, a, session_id,
                        {"format": note_format, "content": parse_draft(note_format, text)},
                        source="ai")

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, current_app, url_for
 from flask.views import MethodView
+from sqlalchemy import select
 
 from api.audit import audit
 from api.auth import actor, admin_only
@@ -18,7 +19,7 @@ from api.exports import operations
 from api.exports.jobs import ExportJob, ExportWorker
 from api.exports.schemas import ExportCreatedSchema, ExportSchema
 from api.storage import storage
-from models import DataExport
+from models import Client, DataExport
 from storage.base import MAX_DOWNLOAD_LIFETIME, tenant_container
 from tenancy.actor import Actor
 
@@ -116,12 +117,17 @@ class PracticeExports(MethodView):
         `index.html` (a page listing every client by id, linking their records) and for
         each client `clients/<client id>/data.json` and `clients/<client id>/record.html`,
         exactly as in a client's export. Kept `EXPORT_RETENTION_DAYS` days; audited
-        (`export.create`).
+        (`export.create`, and `client.restricted_access` naming the restricted clients it
+        includes).
         """
         db, who = session(), actor()
         export = operations.create_export(db, who, kind="practice", client_id=None,
                                           retention=_retention())
         audit(db, who, "export.create", "data_export", [export.id])
+        restricted = db.scalars(select(Client.id).where(Client.restricted_at.is_not(None))
+                                .order_by(Client.id)).all()
+        if restricted:  # their records are read for the archive
+            audit(db, who, "client.restricted_access", "client", restricted)
         return _start(export, who)
 
 

@@ -166,6 +166,11 @@ def test_restricted_client_is_hidden_from_therapists_and_read_only(
     ended = _patch(practice, client["id"], {"treatment_ended_on": "2026-06-30",
                                             "status": "discharged"})
     assert ended.status_code == 200, ended.json
+    # ... never moved earlier (that would shorten the retention the record is kept for).
+    assert_error(_patch(practice, client["id"], {"treatment_ended_on": "2016-01-01"}), 409,
+                 "client_restricted")
+    assert _patch(practice, client["id"], {"treatment_ended_on": "2026-07-31"}).status_code \
+        == 200
 
     lifted = practice.client.delete(f"/api/v1/clients/{client['id']}/restriction",
                                     headers=admin)
