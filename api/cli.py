@@ -14,7 +14,6 @@ from flask.cli import AppGroup
 from api.db import get_db
 from api.demo import SeedError, seed
 from api.gdpr import purge
-from api.settings import DEV_ENVS
 from api.storage import storage
 from models.membership import ROLES
 from storage.base import StorageError
@@ -163,14 +162,14 @@ def erase(tenant_id: uuid.UUID, yes: bool) -> None:
               help="Only report what would be done; change and delete nothing.")
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d",
                                                               "%Y-%m-%dT%H:%M:%S"]),
-              help="Act as if it were this UTC time (default: now). Needs --dry-run, "
-                   "except with APP_ENV development or test.")
+              help="Act as if it were this UTC time (default: now). Needs --dry-run "
+                   "(except in the test suite, APP_ENV=test).")
 def purge_command(dry_run: bool, as_of: dt.datetime | None) -> None:
     """Erase restricted clients whose retention ended, delete expired exports, finish
     interrupted offboardings; print what was done. Idempotent; schedule it daily."""
-    if as_of is not None and not dry_run and current_app.config["APP_ENV"] not in DEV_ENVS:
-        raise click.ClickException("--as-of erases what is due at that date: use it with "
-                                   "--dry-run (or in development and tests)")
+    if as_of is not None and not dry_run and current_app.config["APP_ENV"] != "test":
+        raise click.ClickException("--as-of would erase what is due only at that date: "
+                                   "use it with --dry-run")
     now = as_of.replace(tzinfo=dt.UTC) if as_of is not None else dt.datetime.now(dt.UTC)
     report = purge(get_db().owner_engine, storage(), now=now, dry_run=dry_run,
                    default_retention_years=current_app.config["RECORD_RETENTION_YEARS"])

@@ -11,6 +11,7 @@ from flask import Response, request, stream_with_context
 from sqlalchemy.orm import Session
 
 from api.db import commit_request, open_actor_session
+from api.domain import DomainError
 from llm.errors import LLMError
 from llm.gateway import GatewayStream
 from tenancy.actor import Actor
@@ -56,8 +57,10 @@ def stream_reply(stream: GatewayStream, actor: Actor,
             key, saved_id = save(session, stream)
             commit_request(session)
         except Exception as exc:  # headers are sent: end the stream cleanly
-            # The type only: messages of database errors can carry the reply's text.
-            log.error("saving a streamed reply failed (%s)", type(exc).__name__)
+            # The type only: messages of database errors can carry the reply's text. A
+            # refusal (consent withdrawn, client restricted or erased meanwhile) is expected.
+            level = logging.INFO if isinstance(exc, DomainError) else logging.ERROR
+            log.log(level, "saving a streamed reply failed (%s)", type(exc).__name__)
             yield event("error", {"error": "save_failed",
                                   "message": "The reply could not be saved; nothing was kept."})
             return

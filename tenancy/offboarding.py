@@ -21,11 +21,13 @@ deployment; no client data): the platform bills from them.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from storage.base import Storage, tenant_container
 from tenancy.errors import TenantUnknown
@@ -59,6 +61,32 @@ def close_tenant(owner_engine: Engine, tenant_id: uuid.UUID) -> bool:
     return True
 
 
+# The practice's last requests may still hold locks the drop needs (their tokens are
+# refused already, so no new one starts): a deadlock or a lock wait past the timeout is
+# retried; a transaction that stays open longer (an export being built) leaves the
+# practice closing until the next run.
+DROP_ATTEMPTS = 5
+
+
+def _drop_schema_and_rows(owner_engine: Engine, tenant_id: uuid.UUID) -> None:
+    for attempt in range(1, DROP_ATTEMPTS + 1):
+        try:
+            with owner_engine.begin() as conn:
+                conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema_name(tenant_id)}" CASCADE'))
+                for table in _PUBLIC_ROWS:
+                    conn.execute(text(f"DELETE FROM public.{table} WHERE tenant_id = :i"),
+                                 {"i": tenant_id})
+            return
+        except OperationalError as exc:
+            if attempt == DROP_ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in (
+                    "40P01", "55P03"):  # deadlock detected, lock not available
+                raise
+            log.warning("dropping tenant %s's schema: %s, retrying", tenant_id,
+                        type(exc.orig).__name__)
+            time.sleep(0.5 * attempt)
+
+
 def erase_tenant(owner_engine: Engine, store: Storage, tenant_id: uuid.UUID, *,
                  before_drop: Callable[[], None] | None = None) -> Offboarding:
     """Run (or resume) the whole offboarding of ``tenant_id``; see the module docstring.
@@ -74,15 +102,7 @@ def erase_tenant(owner_engine: Engine, store: Storage, tenant_id: uuid.UUID, *,
     store.delete_container(container)
     if before_drop is not None:
         before_drop()
-    with owner_engine.begin() as conn:
-        # Wait for the practice's last requests (their tokens are refused already); a
-        # transaction that stays open longer (an export being built) makes this fail, and
-        # the practice stays closing until the next run.
-        conn.execute(text("SET LOCAL lock_timeout = '30s'"))
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema_name(tenant_id)}" CASCADE'))
-        for table in _PUBLIC_ROWS:
-            conn.execute(text(f"DELETE FROM public.{table} WHERE tenant_id = :i"),
-                         {"i": tenant_id})
+    _drop_schema_and_rows(owner_engine, tenant_id)
     # Again, now that no request or export of the practice can run: a file an export
     # job uploaded after the first sweep (its container recreated) goes too.
     late = store.list(container)

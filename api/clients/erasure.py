@@ -34,6 +34,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from api.audit import AUDIT_KEY, audit
+from api.clients.operations import last_session_day
 from api.domain import DomainError
 from api.exports.operations import blob_name
 from api.practice_rules import retain_until
@@ -128,7 +129,12 @@ def erase_client(db: Session, actor: Actor, client: Client, request: ErasureRequ
     records = db.execute(_RECORDS, {"c": locked.id}).all()
     counts = Counter(table for table, _id in records)
     documented = counts["therapy_sessions"] + counts["notes"] > 0
-    until = retain_until(locked.treatment_ended_on, request.retention_years)
+    # Retention runs from the end of the treatment, never from before its last session.
+    ended = locked.treatment_ended_on
+    last = last_session_day(db, locked.id)
+    if ended is not None and last is not None and last > ended:
+        ended = last
+    until = retain_until(ended, request.retention_years)
     running = until is None or until >= request.today
     if documented and running and request.override_retention is None:
         raise DomainError(

@@ -8,14 +8,14 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, text
+from sqlalchemy import Select, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from api.audit import audit
 from api.domain import DomainError
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from llm.pseudonymize import Identity, Pseudonymizer
-from models import Client, Membership
+from models import Client, Membership, TherapySession
 from models.identity import name_tokens, text_keys
 from tenancy.actor import Actor
 
@@ -140,6 +140,31 @@ def _check_treatment_end(actor: Actor, data: dict[str, Any], client: Client | No
                           errors={"json": {"treatment_ended_on": ["Before date_of_birth."]}})
 
 
+# A session's calendar day where the practice is (started_at is stored in UTC).
+LOCAL_DAY = "Europe/Berlin"
+
+
+def last_session_day(db: Session, client_id: uuid.UUID) -> dt.date | None:
+    """The day of the client's latest session: a treatment cannot end before it."""
+    day: dt.date | None = db.scalar(
+        select(func.max(func.date(func.timezone(LOCAL_DAY, TherapySession.started_at))))
+        .where(TherapySession.client_id == client_id))
+    return day
+
+
+def _check_end_after_sessions(db: Session, client: Client, data: dict[str, Any]) -> None:
+    ended = data.get("treatment_ended_on")
+    if ended is None:
+        return
+    last = last_session_day(db, client.id)
+    if last is not None and ended < last:
+        raise DomainError(
+            "validation_failed", "treatment_ended_on is before the client's last session.",
+            errors={"json": {"treatment_ended_on": [
+                f"Before the last session ({last.isoformat()}); the retention period "
+                "runs from the end of the treatment."]}})
+
+
 def create_client(db: Session, actor: Actor, data: dict[str, Any]) -> Client:
     if not actor.is_admin and data.get("assigned_therapist_id") is None:
         data["assigned_therapist_id"] = actor.user_id
@@ -163,6 +188,7 @@ def update_client(db: Session, actor: Actor, client: Client, data: dict[str, Any
             raise DomainError("client_restricted", "A restricted client's treatment end "
                               "can only be recorded or moved later.")
     _check_treatment_end(actor, data, client)
+    _check_end_after_sessions(db, client, data)
     if "assigned_therapist_id" in data:
         _check_assignee(db, actor, data["assigned_therapist_id"])
     for key, value in data.items():
@@ -229,6 +255,7 @@ def pseudonymizer_for(db: Session, client: Client, texts: Iterable[str]) -> Pseu
 def restrict_client(db: Session, actor: Actor, client: Client, reason: str) -> Client:
     """Restrict processing (GDPR Art. 18, and Art. 17(3)(b) with § 35(3) BDSG where the
     record must still be kept): hidden from therapists, read-only for admins, no AI."""
+    db.refresh(client, with_for_update=True)  # one restriction at a time: the rest 409
     if client.restricted_at is not None:
         raise DomainError("client_restricted", "The client's record is already restricted.")
     client.restricted_at = dt.datetime.now(dt.UTC)
@@ -240,6 +267,7 @@ def restrict_client(db: Session, actor: Actor, client: Client, reason: str) -> C
 
 
 def lift_restriction(db: Session, client: Client) -> Client:
+    db.refresh(client, with_for_update=True)
     if client.restricted_at is None:
         raise DomainError("not_found", "The client's record is not restricted.")
     client.restricted_at = None

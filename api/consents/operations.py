@@ -90,10 +90,12 @@ def withdraw_consent(db: Session, actor: Actor, client: Client, purpose: str,
 
     For AI assistance, in the same transaction: delete every conversation of the client
     (their messages cascade) and the client's unsigned AI drafts (``source`` ai,
-    ``status`` draft). Signed notes and notes written by hand stay. Allowed for a
-    restricted client: it only reduces processing. Returns the consent and the ids of
-    the deleted conversations and notes.
+    ``status`` draft). Signed notes and notes written by hand stay. Refused for a
+    restricted client (409 ``client_restricted``: nothing of its record may change, and
+    no AI processes it anyway). Returns the consent and the ids of the deleted
+    conversations and notes.
     """
+    ensure_writable(client)
     consent = db.scalars(
         update(ClientConsent)
         .where(ClientConsent.client_id == client.id, ClientConsent.purpose == purpose,

@@ -77,7 +77,7 @@ class ClientConsents(MethodView):
 class ClientConsentByPurpose(MethodView):
     @any_member
     @blp.response(204)
-    @blp.errors("not_found")
+    @blp.errors("not_found", "client_restricted")
     def delete(self, client_id: uuid.UUID, purpose: str) -> None:
         """Withdraw the client's consent (purpose `ai_assistance`).
 
@@ -86,8 +86,9 @@ class ClientConsentByPurpose(MethodView):
         deleted with its messages, and so are the client's unsigned AI drafts (notes with
         `source` `ai` and `status` `draft`); signed notes and notes written by hand stay,
         they are the therapist's record. From then on the AI routes answer 409
-        `consent_required` for the client while the practice requires consent. Allowed
-        for a restricted record too. 404 when the caller may not see the client, the
+        `consent_required` for the client while the practice requires consent. 409
+        `client_restricted` for a restricted record (nothing of it may change; no AI
+        processes it while it is restricted). 404 when the caller may not see the client, the
         purpose is unknown, or there is no current consent. Audited (`consent.withdraw`;
         `conversation.delete` and `note.delete` with the ids of what was deleted).
         """

@@ -95,16 +95,21 @@ def get_export(db: Session, export_id: uuid.UUID, *,
 
 def purge_expired_exports(db: Session, delete_blob: Callable[[str], None], *,
                           now: dt.datetime | None = None) -> int:
-    """Delete the files and rows of the practice's exports whose ``expires_at`` has
-    passed (``flask gdpr purge``); return how many. ``delete_blob(name)`` deletes one
-    file of the practice's container (a missing file counts as deleted). The caller
-    commits; a storage failure stops before the row of the file it could not delete."""
+    """Delete the files of the practice's exports whose ``expires_at`` has passed
+    (``flask gdpr purge``); return how many. The rows stay, without a file: who asked for
+    which export and when is the practice's record of having answered (Art. 15), and
+    ``GET /exports/{id}`` keeps answering 410 ``export_expired``. ``delete_blob(name)``
+    deletes one file of the practice's container (a missing file counts as deleted). The
+    caller commits; a storage failure stops before the row of the file it could not
+    delete."""
     expired = db.scalars(select(DataExport)
-                         .where(DataExport.expires_at <= (now or dt.datetime.now(dt.UTC)))
-                         .order_by(DataExport.expires_at, DataExport.id)).all()
+                         .where(DataExport.expires_at <= (now or dt.datetime.now(dt.UTC)),
+                                DataExport.blob_name.is_not(None))
+                         .order_by(DataExport.expires_at, DataExport.id)
+                         .with_for_update()).all()
     for export in expired:
         delete_blob(export.blob_name or blob_name(export.id))
-        db.delete(export)
+        export.blob_name = None
     db.flush()
     return len(expired)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from api.clients.operations import check_restriction, visible_client_ids
+from api.clients.operations import LOCAL_DAY, check_restriction, visible_client_ids
 from api.domain import DomainError
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
 from models import Client, TherapySession
@@ -47,7 +48,23 @@ def list_sessions(db: Session, client: Client, *, offset: int, limit: int,
                       offset=offset, limit=limit, audit=audit)
 
 
+def _check_within_treatment(client: Client, data: dict[str, Any]) -> None:
+    """A session cannot start after the client's treatment ended (the retention period
+    runs from that end): record the later end first."""
+    started = data.get("started_at")
+    ended = client.treatment_ended_on
+    if started is None or ended is None:
+        return
+    if started.astimezone(ZoneInfo(LOCAL_DAY)).date() > ended:
+        raise DomainError(
+            "validation_failed", "started_at is after the client's treatment ended.",
+            errors={"json": {"started_at": [
+                f"After treatment_ended_on ({ended.isoformat()}); an admin must move the "
+                "treatment's end first."]}})
+
+
 def create_session(db: Session, client: Client, data: dict[str, Any]) -> TherapySession:
+    _check_within_treatment(client, data)
     record = TherapySession(client_id=client.id, **data)
     db.add(record)
     db.flush()
@@ -56,6 +73,10 @@ def create_session(db: Session, client: Client, data: dict[str, Any]) -> Therapy
 
 
 def update_session(db: Session, record: TherapySession, data: dict[str, Any]) -> TherapySession:
+    if "started_at" in data:
+        client = db.get(Client, record.client_id)
+        assert client is not None
+        _check_within_treatment(client, data)
     for key, value in data.items():
         setattr(record, key, value)
     db.flush()

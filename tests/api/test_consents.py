@@ -406,8 +406,8 @@ def test_malformed_settings_are_422(make_practice: Any, body: Any, field: str | 
 
 
 def test_a_restricted_client(make_practice: Any, admin_conn: Any) -> None:
-    """Restricted (GDPR Art. 18): no consent can be recorded and no AI used; withdrawing
-    is allowed (it only reduces processing)."""
+    """Restricted (GDPR Art. 18): no consent can be recorded or withdrawn (nothing of the
+    record changes) and no AI used."""
     practice = make_practice()
     consenting = practice.create_client()
     without = practice.create_client(ai_consent=False, first_name="Otto")
@@ -437,8 +437,10 @@ def test_a_restricted_client(make_practice: Any, admin_conn: Any) -> None:
     assert_error(draft(practice, practice.admin, session["id"]), 409, "client_restricted")
 
     assert c.get(consents_path(consenting["id"]), headers=h).status_code == 200
-    assert c.delete(f"{consents_path(consenting['id'])}/{AI}", headers=h).status_code == 204
-    assert c.get(f"/api/v1/clients/{consenting['id']}/conversations", headers=h).json == []
+    assert_error(c.delete(f"{consents_path(consenting['id'])}/{AI}", headers=h), 409,
+                 "client_restricted")
+    assert [x["id"] for x in c.get(f"/api/v1/clients/{consenting['id']}/conversations",
+                                   headers=h).json] == [chat["id"]]
 
 
 # --- Settings -----------------------------------------------------------------------

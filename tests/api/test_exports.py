@@ -323,8 +323,9 @@ def test_only_the_practices_admins_may_export(app, make_practice, admin_conn):
         finally:
             db.close()
     assert f"exports/{export_id}.zip" not in backend.list(container, "exports/")
-    assert_error(c.get(f"/api/v1/exports/{export_id}", headers=practice.admin.headers), 404,
-                 "not_found")
+    # The row stays (the practice's record of the answer): still 410, never a 404.
+    assert_error(c.get(f"/api/v1/exports/{export_id}", headers=practice.admin.headers), 410,
+                 "export_expired")
 
 
 def test_a_practice_export_holds_every_client_members_and_settings(make_practice,

@@ -19,6 +19,7 @@ from tests.api.test_exports import _export, _wait
 from tests.conftest import TEST_STORAGE_ROOT, Actor, Practice, assert_error
 
 PAST_END = "2010-03-31"  # retention (10 years) ended on 2020-03-31
+OLD_SESSION = "2009-06-02T09:00:00+02:00"  # a session before PAST_END
 
 
 def _etag(practice: Practice, client_id: str, by: Actor | None = None) -> str:
@@ -37,10 +38,11 @@ def _patch(practice: Practice, client_id: str, body: dict[str, Any],
 
 
 def _session(practice: Practice, client_id: str, transcript: str = "T: Hallo.",
-             by: Actor | None = None) -> dict[str, Any]:
+             by: Actor | None = None,
+             started_at: str = "2026-11-20T09:00:00+01:00") -> dict[str, Any]:
     made = practice.client.post(
         f"/api/v1/clients/{client_id}/sessions", headers=(by or practice.admin).headers,
-        json={"started_at": "2026-11-20T09:00:00+01:00", "duration_minutes": 50,
+        json={"started_at": started_at, "duration_minutes": 50,
               "modality": "video", "transcript": transcript})
     assert made.status_code == 201, made.json
     return dict(made.json)
@@ -71,6 +73,24 @@ def test_retain_until_follows_treatment_end_and_practice_period(make_practice: A
     # 29 February plus ten years: kept until 1 March (never a day too short).
     assert changed.json["retain_until"] == "2034-03-01"
     assert changed.json["status"] == "discharged"
+
+
+def test_treatment_end_and_sessions_agree(make_practice: Any) -> None:
+    """The retention period runs from the end of the treatment: it cannot end before its
+    last session, and no session can start after it (an admin moves the end first)."""
+    practice = make_practice()
+    client = practice.create_client()
+    _session(practice, client["id"], started_at="2026-03-10T23:30:00+01:00")
+    early = assert_error(_patch(practice, client["id"], {"treatment_ended_on": "2026-03-09"}),
+                         422, "validation_failed")
+    assert "2026-03-10" in early["errors"]["json"]["treatment_ended_on"][0]
+    assert _patch(practice, client["id"], {"treatment_ended_on": "2026-03-10"}).status_code \
+        == 200
+    later = practice.client.post(
+        f"/api/v1/clients/{client['id']}/sessions", headers=practice.admin.headers,
+        json={"started_at": "2026-03-11T00:30:00+01:00", "duration_minutes": 50,
+              "modality": "video"})
+    assert_error(later, 422, "validation_failed")
 
 
 def test_discharge_needs_a_treatment_end(make_practice: Any) -> None:
@@ -163,13 +183,13 @@ def test_restricted_client_is_hidden_from_therapists_and_read_only(
     assert_error(practice.client.post(f"/api/v1/clients/{client['id']}/conversations",
                                       headers=admin, json={}), 409, "client_restricted")
     # ... but the treatment end may still be recorded, so retention can start.
-    ended = _patch(practice, client["id"], {"treatment_ended_on": "2026-06-30",
+    ended = _patch(practice, client["id"], {"treatment_ended_on": "2026-11-25",
                                             "status": "discharged"})
     assert ended.status_code == 200, ended.json
     # ... never moved earlier (that would shorten the retention the record is kept for).
     assert_error(_patch(practice, client["id"], {"treatment_ended_on": "2016-01-01"}), 409,
                  "client_restricted")
-    assert _patch(practice, client["id"], {"treatment_ended_on": "2026-07-31"}).status_code \
+    assert _patch(practice, client["id"], {"treatment_ended_on": "2026-11-28"}).status_code \
         == 200
 
     lifted = practice.client.delete(f"/api/v1/clients/{client['id']}/restriction",
@@ -231,16 +251,16 @@ def test_retention_blocks_erasure_of_a_documented_client(make_practice: Any) -> 
     _session(practice, client["id"])
     ongoing = assert_error(_erase(practice, client["id"]), 409, "retention_period_running")
     assert ongoing["errors"] == {"retain_until": None}
-    _patch(practice, client["id"], {"treatment_ended_on": "2026-06-30",
+    _patch(practice, client["id"], {"treatment_ended_on": "2026-11-25",
                                     "status": "discharged"})
     running = assert_error(_erase(practice, client["id"]), 409, "retention_period_running")
-    assert running["errors"] == {"retain_until": "2036-06-30"}
+    assert running["errors"] == {"retain_until": "2036-11-25"}
     assert practice.client.get(f"/api/v1/clients/{client['id']}",
                                headers=practice.admin.headers).status_code == 200
     overridden = _erase(practice, client["id"], override_retention="created_in_error")
     assert overridden.status_code == 200, overridden.json
     assert overridden.json["reason"] == "created_in_error"
-    assert overridden.json["retain_until"] == "2036-06-30"
+    assert overridden.json["retain_until"] == "2036-11-25"
     assert_error(practice.client.get(f"/api/v1/clients/{client['id']}",
                                      headers=practice.admin.headers), 404, "not_found")
 
@@ -254,7 +274,7 @@ def test_undocumented_and_ended_clients_are_erased(make_practice: Any) -> None:
     ended = practice.client.post("/api/v1/clients", headers=practice.admin.headers, json={
         "first_name": "Alt", "last_name": "Fall", "status": "discharged",
         "treatment_ended_on": PAST_END}).json
-    _session(practice, ended["id"])
+    _session(practice, ended["id"], started_at=OLD_SESSION)
     done = _erase(practice, ended["id"])
     assert done.status_code == 200, done.json
     assert done.json["reason"] == "retention_ended"
@@ -290,13 +310,13 @@ def _scan(admin_conn: psycopg.Connection[Any], tenant_id: uuid.UUID,
 
 
 def _seed_everything(practice: Practice, therapist: Actor, first: str, last: str,
-                     secret: str) -> dict[str, Any]:
+                     secret: str, started_at: str = OLD_SESSION) -> dict[str, Any]:
     client = practice.create_client(by=therapist, first_name=first, last_name=last,
                                     date_of_birth="1979-08-17",
                                     contact={"email": f"{first.lower()}@example.org",
                                              "phone": "+49 30 5550999"})
     record = _session(practice, client["id"], transcript=f"T: {secret} Wie geht es?",
-                      by=therapist)
+                      by=therapist, started_at=started_at)
     note = practice.client.post(f"/api/v1/sessions/{record['id']}/notes",
                                 headers=therapist.headers,
                                 json={"format": "free", "content": {"text": f"{secret} N"}})

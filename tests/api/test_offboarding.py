@@ -15,7 +15,7 @@ from api.storage import storage
 from storage.base import tenant_container
 from tenancy.offboarding import erase_tenant
 from tenancy.security import schema_name
-from tests.api.test_lifecycle import PAST_END, _patch, _restrict, _scan, _session
+from tests.api.test_lifecycle import OLD_SESSION, PAST_END, _patch, _restrict, _scan, _session
 from tests.conftest import TEST_STORAGE_ROOT, Practice, assert_error
 
 
@@ -146,11 +146,12 @@ def test_purge_erases_restricted_clients_once_retention_ends(
     therapist = practice.add_member()
     due = practice.create_client(by=therapist, first_name="Roswitha",
                                  last_name="Ablaufdatum")
-    _session(practice, due["id"], transcript="T: Geheimnis4711", by=therapist)
+    _session(practice, due["id"], transcript="T: Geheimnis4711", by=therapist,
+             started_at=OLD_SESSION)
     running = practice.create_client(by=therapist, first_name="Berta", last_name="Laufend")
-    _session(practice, running["id"], by=therapist)
+    _session(practice, running["id"], by=therapist, started_at=OLD_SESSION)
     unrestricted = practice.create_client(by=therapist, first_name="Ulla", last_name="Offen")
-    _session(practice, unrestricted["id"], by=therapist)
+    _session(practice, unrestricted["id"], by=therapist, started_at=OLD_SESSION)
     for client, ended in ((due, "2020-01-15"), (running, "2026-06-30"),
                           (unrestricted, PAST_END)):
         assert _patch(practice, client["id"], {"treatment_ended_on": ended,
@@ -205,7 +206,8 @@ def test_purge_deletes_expired_exports(make_practice: Any, app: Flask,
     assert (f"tenant {practice.id}: erased 0 client(s) whose retention ended, deleted 1 "
             f"expired export(s), marked 1 interrupted export(s) failed") in output
     rows = admin_conn.execute(f"SELECT blob_name, status, error FROM {schema}.data_exports "
-                              "ORDER BY blob_name").fetchall()
-    assert rows == [("exports/fresh.zip", "ready", None), (None, "failed", "interrupted")]
+                              "ORDER BY blob_name, status").fetchall()
+    assert rows == [("exports/fresh.zip", "ready", None), (None, "failed", "interrupted"),
+                    (None, "ready", None)]  # the expired one keeps its row, not its file
     with app.app_context():
         assert storage().list(tenant_container(practice.id)) == ["exports/fresh.zip"]
