@@ -73,6 +73,10 @@ def _drop_schema_and_rows(owner_engine: Engine, tenant_id: uuid.UUID) -> None:
         try:
             with owner_engine.begin() as conn:
                 conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+                # Wait for the practice's transactions in flight (each holds this lock
+                # shared from its entry: public.enter_tenant, public migration 0007).
+                conn.execute(text("SELECT pg_advisory_xact_lock(4711, hashtext(:t))"),
+                             {"t": str(tenant_id)})
                 conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema_name(tenant_id)}" CASCADE'))
                 for table in _PUBLIC_ROWS:
                     conn.execute(text(f"DELETE FROM public.{table} WHERE tenant_id = :i"),

@@ -22,6 +22,10 @@ Create Date: 2026-12-01
   ``app.erasure_tombstone`` and ``app.erasure_repointed``. The app role cannot choose
   which audit rows change: only the rows of the client it is deleting, in the schema of
   the row; it cannot write a tombstone itself.
+- ``enter_tenant`` takes a shared advisory lock on the practice for the transaction
+  (``pg_advisory_xact_lock_shared(4711, hashtext(tenant id))``); offboarding takes it
+  exclusively before it drops the schema, so no request of the practice is half way
+  through its work when its tables disappear.
 """
 
 from __future__ import annotations
@@ -46,6 +50,36 @@ def _statuses(values: str) -> None:
 def upgrade() -> None:
     _statuses(STATUSES)
     _create_erasure_trail()
+    op.execute("""
+CREATE OR REPLACE FUNCTION public.enter_tenant(
+    p_tenant uuid, p_user text, p_relaxed_commit boolean,
+    OUT tenant_status text, OUT member_role text)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    -- The membership read needs only app.tenant_id (for RLS; its names are qualified), so
+    -- it runs before search_path changes: PostgreSQL replans a cached query whenever
+    -- search_path differs from the one it was planned under, which would otherwise
+    -- happen every time a pooled connection moves to another tenant.
+    PERFORM pg_catalog.set_config('app.tenant_id', p_tenant::text, true);
+    -- Every transaction of a practice holds this lock shared until it ends; offboarding
+    -- takes it exclusively before dropping the schema, so it waits for the practice's
+    -- transactions in flight, and those that start later wait, then find it closed.
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(4711, pg_catalog.hashtext(p_tenant::text));
+    SELECT t.status::text, m.role::text INTO tenant_status, member_role
+    FROM public.tenants t
+    LEFT JOIN public.memberships m ON m.tenant_id = t.id AND m.user_id = p_user
+    WHERE t.id = p_tenant;
+    -- The commit setting is rewritten to its current value unless the caller relaxes it.
+    PERFORM pg_catalog.set_config(
+                'search_path', 't_' || pg_catalog.replace(p_tenant::text, '-', '') || ', public',
+                true),
+            pg_catalog.set_config(
+                'synchronous_commit',
+                CASE WHEN p_relaxed_commit THEN 'off'
+                     ELSE pg_catalog.current_setting('synchronous_commit') END,
+                true);
+END
+$$""")
     op.execute("""
 CREATE OR REPLACE FUNCTION public.secure_tenant_schema(
     p_schema name, p_tenant uuid, p_app_role name)
@@ -214,6 +248,32 @@ $$""")
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION public.erasure_trail() CASCADE")  # and its triggers
+    op.execute("""
+CREATE OR REPLACE FUNCTION public.enter_tenant(
+    p_tenant uuid, p_user text, p_relaxed_commit boolean,
+    OUT tenant_status text, OUT member_role text)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    -- The membership read needs only app.tenant_id (for RLS; its names are qualified), so
+    -- it runs before search_path changes: PostgreSQL replans a cached query whenever
+    -- search_path differs from the one it was planned under, which would otherwise
+    -- happen every time a pooled connection moves to another tenant.
+    PERFORM pg_catalog.set_config('app.tenant_id', p_tenant::text, true);
+    SELECT t.status::text, m.role::text INTO tenant_status, member_role
+    FROM public.tenants t
+    LEFT JOIN public.memberships m ON m.tenant_id = t.id AND m.user_id = p_user
+    WHERE t.id = p_tenant;
+    -- The commit setting is rewritten to its current value unless the caller relaxes it.
+    PERFORM pg_catalog.set_config(
+                'search_path', 't_' || pg_catalog.replace(p_tenant::text, '-', '') || ', public',
+                true),
+            pg_catalog.set_config(
+                'synchronous_commit',
+                CASE WHEN p_relaxed_commit THEN 'off'
+                     ELSE pg_catalog.current_setting('synchronous_commit') END,
+                true);
+END
+$$""")
     op.execute("UPDATE public.tenants SET status = 'deleted' "
                "WHERE status IN ('closing', 'erased')")
     _statuses(STATUSES_BEFORE)

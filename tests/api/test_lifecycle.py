@@ -7,6 +7,7 @@ import json
 import os
 import uuid
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -441,12 +442,26 @@ def test_the_app_role_cannot_forge_an_erasure_or_a_correction(
                                headers=practice.admin.headers).status_code == 200
 
 
-def test_two_erasures_of_one_client_make_one_tombstone(make_practice: Any) -> None:
+def test_concurrent_erasures_of_one_client_make_one_tombstone(make_practice: Any,
+                                                             app: Any) -> None:
+    """Eight admins' erasures of one client at once: one 200 and one tombstone, the rest
+    404 (each waits for the first, then finds the client gone)."""
     practice = make_practice()
     client = practice.create_client()
-    first, second = _erase(practice, client["id"]), _erase(practice, client["id"])
-    assert first.status_code == 200
-    assert_error(second, 404, "not_found")
+    _session(practice, client["id"])
+
+    def erase(_: int) -> int:
+        response = app.test_client().delete(
+            f"/api/v1/clients/{client['id']}", headers=practice.admin.headers,
+            json={"confirm": client["id"], "override_retention": "legal_order"})
+        return int(response.status_code)
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(erase, range(8)))
+    assert statuses == [200] + [404] * 7
+    trail = practice.client.get("/api/v1/admin/audit-events?action=client.erase",
+                                headers=practice.admin.headers).json
+    assert len(trail) == 1
 
 
 def test_erasure_response_and_trail_hold_no_personal_data(make_practice: Any) -> None:

@@ -4,6 +4,7 @@ scheduled purge (flask gdpr purge)."""
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,32 @@ def test_purge_deletes_expired_exports(make_practice: Any, app: Flask,
                     (None, "ready", None)]  # the expired one keeps its row, not its file
     with app.app_context():
         assert storage().list(tenant_container(practice.id)) == ["exports/fresh.zip"]
+
+
+def test_offboarding_while_members_write(make_practice: Any, app: Flask,
+                                         admin_conn: psycopg.Connection[Any]) -> None:
+    """Writes in flight when the practice closes: the offboarding answers 200 (or 503
+    offboarding_incomplete, finished by the purge), never a 500; the writes end with
+    their own answers (201 before the close, 403 after), none with a 500."""
+    practice = make_practice("Praxis Eilig")
+    therapist = practice.add_member()
+
+    def write(i: int) -> int:
+        response = app.test_client().post(
+            "/api/v1/clients", headers=therapist.headers,
+            json={"first_name": "Eile", "last_name": f"Nummer {i}"})
+        return int(response.status_code)
+
+    with ThreadPoolExecutor(6) as pool:
+        writes = [pool.submit(write, i) for i in range(24)]
+        closed = app.test_client().delete("/api/v1/admin/tenant",
+                                          headers=practice.admin.headers,
+                                          json={"confirm": "Praxis Eilig"})
+        statuses = {f.result() for f in writes}
+    assert closed.status_code in (200, 503), closed.get_json()
+    if closed.status_code == 503:
+        assert_error(closed, 503, "offboarding_incomplete")
+        app.test_cli_runner().invoke(args=["gdpr", "purge"])
+    assert statuses <= {201, 403}, statuses
+    left = _leftovers(admin_conn, practice.id)
+    assert left["status"] == "erased" and left["schema"] == 0
