@@ -18,7 +18,9 @@ removes the client and everything derived from them in one transaction:
    tombstones itself); the audit events this request has not written yet are
    re-pointed here.
 
-The usage ledger (``public.llm_usage``) has no client reference and stays for billing.
+The usage ledger (``public.llm_usage``) holds no client data and stays for billing. Its
+rows name the therapy session or conversation a call served (``artifact_id``, a bare id);
+erasure does not clear those ids yet (issue 12; the app role may not update the ledger).
 """
 
 from __future__ import annotations
