@@ -19,8 +19,10 @@ removes the client and everything derived from them in one transaction:
    re-pointed here.
 
 The usage ledger (``public.llm_usage``) holds no client data and stays for billing. Its
-rows name the therapy session or conversation a call served (``artifact_id``, a bare id);
-erasure does not clear those ids yet (issue 12; the app role may not update the ledger).
+rows name the therapy session or conversation a call served (``artifact_id``); the same
+trigger clears those of the client's records (public migration 0008), so the rows keep
+their tokens and cost but no id of an erased record (the app role cannot update the
+ledger itself).
 """
 
 from __future__ import annotations
