@@ -61,19 +61,29 @@ AUDIT_EVENTS = [
      "client_request_id": None},
 ]
 _TOTALS = {"prompt_tokens": 18_240, "completion_tokens": 4_410, "total_tokens": 22_650,
-           "cost": "0.00538200", "calls": 31}
+           "estimated_tokens": 0, "cost": "0.00495144", "calls": 31}
 USAGE = {
-    "period": "2026-11", **_TOTALS,
+    "period": "2026-11", **_TOTALS, "currency": "EUR", "legacy_cost_usd": "0",
     "by_feature": {
         "note_draft": {"prompt_tokens": 12_800, "completion_tokens": 3_300,
-                       "total_tokens": 16_100, "cost": "0.00390000", "calls": 12},
+                       "total_tokens": 16_100, "estimated_tokens": 0, "cost": "0.00358800",
+                       "calls": 12},
         "case_chat": {"prompt_tokens": 5_440, "completion_tokens": 1_110,
-                      "total_tokens": 6_550, "cost": "0.00148200", "calls": 19}},
+                      "total_tokens": 6_550, "estimated_tokens": 0, "cost": "0.00136344",
+                      "calls": 19}},
     "by_model": {"gpt-4o-mini": _TOTALS},
     "by_day": {"2026-11-20": _TOTALS},
     "budget": {"monthly_tokens": 2_000_000, "used": 22_650, "reserved": 0,
                "remaining": 1_977_350},
 }
+USAGE_ARTIFACTS = [
+    {"kind": "session", "id": SESSION_ID, "feature": "note_draft", "requests": 2,
+     "prompt_tokens": 2_140, "completion_tokens": 610, "cached_tokens": 1_024,
+     "estimated_tokens": 0, "cost": "0.00056138", "currency": "EUR"},
+    {"kind": "conversation", "id": CONVERSATION_ID, "feature": "case_chat", "requests": 3,
+     "prompt_tokens": 860, "completion_tokens": 180, "cached_tokens": 0,
+     "estimated_tokens": 0, "cost": "0.00021804", "currency": "EUR"},
+]
 SETTINGS_PATCH = {"ai_consent_required": True, "record_retention_years": 12}
 SETTINGS = {"ai_consent_required": True, "record_retention_years": 12,
             "minimum_record_retention_years": 10}

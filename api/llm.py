@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Flask, current_app
 
+from api.settings import ConfigError
 from llm.client import ProviderConfig, create_client
 from llm.gateway import Gateway, RetryPolicy
 from llm.ledger import Ledger, Limits
+from llm.prices import PriceFileError, PriceTable, load_prices
 from llm.simulator import Simulator
 from tenancy.database import create_app_engine
 
@@ -16,6 +20,7 @@ SIMULATOR = "clinai_llm_simulator"
 
 def init_app(app: Flask) -> None:
     c = app.config
+    prices = _prices(c["LLM_PRICES_FILE"], c["AZURE_OPENAI_CHAT_DEPLOYMENT"])
     simulator = None
     if not c["AZURE_OPENAI_ENDPOINT"]:
         simulator = Simulator()
@@ -39,9 +44,21 @@ def init_app(app: Flask) -> None:
     ))
     app.extensions[EXTENSION] = Gateway(
         client=client, deployment=c["AZURE_OPENAI_CHAT_DEPLOYMENT"], ledger=ledger,
+        prices=prices,
         retry=RetryPolicy(max_attempts=c["LLM_MAX_ATTEMPTS"],
                           total_timeout=float(c["LLM_TIMEOUT_SECONDS"])),
     )
+
+
+def _prices(path: str | None, deployment: str) -> PriceTable:
+    """The price table (``LLM_PRICES_FILE``, default llm/prices.toml), refused at start-up
+    when it is invalid or has no price valid now for the chat deployment."""
+    try:
+        table = load_prices(path)
+        table.require(deployment, dt.datetime.now(dt.UTC))
+    except PriceFileError as exc:
+        raise ConfigError(f"LLM_PRICES_FILE: {exc}") from exc
+    return table
 
 
 def gateway() -> Gateway:

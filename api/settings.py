@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "LLM_TENANT_TOKENS_PER_MINUTE": 200_000,
     "LLM_TIMEOUT_SECONDS": 60,
     "LLM_MAX_ATTEMPTS": 3,
+    # Versioned EUR prices per deployment (TOML or JSON); default: the checked-in
+    # llm/prices.toml. Refused at start-up if invalid or without a price valid now.
+    "LLM_PRICES_FILE": None,
     "LOG_LEVEL": "INFO",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": None,
     "AZURE_KEY_VAULT_URL": None,

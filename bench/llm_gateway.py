@@ -203,8 +203,8 @@ def breakdown(ledger: Ledger, tenant_id: uuid.UUID, messages: list[dict[str, Any
     record = UsageRecord(tenant_id=tenant_id, user_id=ADMIN, feature="bench",
                          deployment=DEFAULT_DEPLOYMENT, prompt_tokens=0, completion_tokens=0,
                          cached_tokens=0, reasoning_tokens=0, cost=Decimal(0),
-                         latency_ms=0, attempts=1, status="ok", usage_source="none",
-                         request_id=None)
+                         price_version="bench", currency="EUR", latency_ms=0, attempts=1,
+                         status="ok", usage_source="none", request_id=None)
     steps: dict[str, Callable[[], object]] = {
         "pseudonymize_messages": lambda: pseudonymizer.pseudonymize_messages(messages),
         "count_messages": lambda: count_messages(masked),

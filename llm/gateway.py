@@ -3,16 +3,21 @@
 Every call, whatever its outcome, reserves before it leaves, settles exactly once and
 appends one ledger row. Usage is what the provider reported; only when a stream never
 delivered its usage chunk are the tokens counted locally and the row flagged
-``estimated``. The gateway is the only retry loop (the SDK has ``max_retries=0``).
+``estimated``; nothing adds the two kinds together. Each call is rated before it is sent
+with the price version valid at its start (UTC, ``llm.prices``); a call whose deployment
+has no price is refused (503) before anything is reserved or sent, so every row has a
+cost. The gateway is the only retry loop (the SDK has ``max_retries=0``).
 Messages arrive masked (``api.common.mask_for_model``); the caller's pseudonymiser
 restores the reply.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +28,8 @@ from openai import AzureOpenAI
 from opentelemetry import metrics
 
 from llm.errors import ContentFiltered, LLMUnavailable
-from llm.ledger import Ledger, Pricing, Reservation, UsageRecord
+from llm.ledger import ARTIFACT_KINDS, Ledger, Reservation, UsageRecord
+from llm.prices import NoPrice, PriceTable, PriceVersion, load_prices
 from llm.pseudonymize import Pseudonymizer
 from llm.tokens import count_messages, count_text
 from tenancy.actor import Actor
@@ -74,13 +80,15 @@ class Completion:
 
 @dataclass(kw_only=True)
 class OpenCall:
-    """A provider call under way: its reservation and what was sent."""
+    """A provider call under way: its reservation, price and what was sent."""
 
     actor: Actor
     feature: str
     reservation: Reservation
     masked: list[dict[str, Any]]
     started: float
+    price: PriceVersion
+    artifact: tuple[str, uuid.UUID] | None = None
     attempts: int = 0
     response: Any = None
 
@@ -99,24 +107,36 @@ class RetryPolicy:
     max_backoff: float = 8.0
 
 
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 class Gateway:
     def __init__(self, *, client: AzureOpenAI, deployment: str, ledger: Ledger,
-                 pricing: Pricing | None = None, retry: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 prices: PriceTable | None = None, retry: RetryPolicy | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], dt.datetime] = utc_now) -> None:
+        """``prices`` default to llm/prices.toml; the deployment must have a price valid
+        now (``PriceFileError`` otherwise). ``clock`` gives a call's start time (UTC)."""
         self.client = client
         self.deployment = deployment
         self.ledger = ledger
-        self.pricing = pricing or Pricing()
+        self.prices = prices if prices is not None else load_prices()
+        self.prices.require(deployment, clock())
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
+        self.clock = clock
 
     # -- public ------------------------------------------------------------------------
 
     def complete(self, actor: Actor, feature: str, messages: list[dict[str, Any]], *,
-                 max_tokens: int, pseudonymizer: Pseudonymizer | None = None) -> Completion:
+                 max_tokens: int, pseudonymizer: Pseudonymizer | None = None,
+                 artifact: tuple[str, uuid.UUID] | None = None) -> Completion:
         """Run one non-streamed completion for ``actor``'s ``feature`` (metered to the
-        actor's practice); return the reply with real names restored."""
-        call = self._open(actor, feature, messages, max_tokens, stream=False)
+        actor's practice, and to ``artifact``, ``(kind, id)``, if given); return the
+        reply with real names restored."""
+        call = self._open(actor, feature, messages, max_tokens, stream=False,
+                          artifact=artifact)
         response = call.response
         usage = Usage.from_provider(response.usage) if response.usage else Usage()
         text = response.choices[0].message.content or "" if response.choices else ""
@@ -127,22 +147,36 @@ class Gateway:
         return Completion(pseudonymizer.restore(text) if pseudonymizer else text, usage)
 
     def stream(self, actor: Actor, feature: str, messages: list[dict[str, Any]], *,
-               max_tokens: int, pseudonymizer: Pseudonymizer | None = None) -> GatewayStream:
+               max_tokens: int, pseudonymizer: Pseudonymizer | None = None,
+               artifact: tuple[str, uuid.UUID] | None = None) -> GatewayStream:
         """Open a streamed completion. Admission and connection errors raise here, before
-        anything is sent to the user; iterate the result for the text."""
-        call = self._open(actor, feature, messages, max_tokens, stream=True)
+        anything is sent to the user; iterate the result for the text. ``artifact`` as
+        for ``complete``."""
+        call = self._open(actor, feature, messages, max_tokens, stream=True,
+                          artifact=artifact)
         return GatewayStream(self, call, pseudonymizer)
 
     # -- internals ---------------------------------------------------------------------
 
     def _open(self, actor: Actor, feature: str, messages: list[dict[str, Any]],
-              max_tokens: int, *, stream: bool) -> OpenCall:
-        """Reserve, call with retries; a call that never got a reply is settled here.
-        ``messages`` go to the provider as given (masked by the caller)."""
+              max_tokens: int, *, stream: bool,
+              artifact: tuple[str, uuid.UUID] | None) -> OpenCall:
+        """Rate, reserve, call with retries; a call that never got a reply is settled
+        here. ``messages`` go to the provider as given (masked by the caller)."""
+        if artifact is not None and (artifact[0] not in ARTIFACT_KINDS
+                                     or not isinstance(artifact[1], uuid.UUID)):
+            raise ValueError(f"an artifact is (kind, uuid) with kind in {sorted(ARTIFACT_KINDS)}")
         masked = messages
+        started_at = self.clock()
+        try:
+            price = self.prices.rate(self.deployment, started_at)
+        except NoPrice as exc:  # start-up checked the deployment; only a clock change gets here
+            log.error("no price for deployment %s at %s; call refused", self.deployment,
+                      started_at.isoformat())
+            raise LLMUnavailable("the AI service is not priced; try again later") from exc
         reservation = self.ledger.reserve(actor.tenant_id, count_messages(masked) + max_tokens)
         call = OpenCall(actor=actor, feature=feature, reservation=reservation, masked=masked,
-                        started=time.monotonic())
+                        started=time.monotonic(), price=price, artifact=artifact)
         try:
             call.response = self._call(call, max_tokens, stream=stream)
         except BaseException as exc:
@@ -212,10 +246,13 @@ class Gateway:
             deployment=self.deployment, prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens,
-            cost=self.pricing.cost(usage.prompt_tokens, usage.cached_tokens,
-                                   usage.completion_tokens),
+            cost=call.price.cost(usage.prompt_tokens, usage.cached_tokens,
+                                 usage.completion_tokens),
+            price_version=call.price.version, currency=call.price.currency,
             latency_ms=int((time.monotonic() - call.started) * 1000), attempts=call.attempts,
-            status=status, usage_source=usage.source, request_id=actor.request_id)
+            status=status, usage_source=usage.source, request_id=actor.request_id,
+            artifact_kind=call.artifact[0] if call.artifact else None,
+            artifact_id=call.artifact[1] if call.artifact else None)
         for attempt in range(3):
             try:
                 self.ledger.settle(call.reservation, record)

@@ -9,7 +9,10 @@ that was never settled (a crashed process) is dropped once the row has been idle
 if streamed, is cut off after ``STREAM_MAX_SECONDS`` (5 minutes), so after that long no
 reserved call can still be running.
 Settling releases the reservation, adds the provider-reported usage and appends the
-ledger row in one transaction. Each transaction sets ``app.tenant_id``: the tables are
+ledger row in one transaction. The row carries its cost at the price version valid when
+the call started (``llm.prices``), that version's id and currency, and the artifact it
+served (a therapy session or a conversation, by id). Rows are only ever inserted: a later
+price change never rewrites one. Each transaction sets ``app.tenant_id``: the tables are
 under row-level security like every tenant table.
 """
 
@@ -37,20 +40,6 @@ class Limits:
     tokens_per_minute: int = 200_000
 
 
-@dataclass(frozen=True, kw_only=True)
-class Pricing:
-    """USD per million tokens."""
-
-    input: Decimal = Decimal("0.15")
-    cached_input: Decimal = Decimal("0.075")
-    output: Decimal = Decimal("0.60")
-
-    def cost(self, prompt: int, cached: int, completion: int) -> Decimal:
-        per_million = ((prompt - cached) * self.input + cached * self.cached_input
-                       + completion * self.output)
-        return (per_million / Decimal(1_000_000)).quantize(Decimal("0.00000001"))
-
-
 @dataclass(frozen=True)
 class Reservation:
     tenant_id: uuid.UUID
@@ -69,13 +58,20 @@ class UsageRecord:
     completion_tokens: int
     cached_tokens: int
     reasoning_tokens: int
-    cost: Decimal
+    cost: Decimal  # at ``price_version`` (llm/prices.py), in ``currency``
+    price_version: str
+    currency: str
     latency_ms: int
     attempts: int
     status: str  # ok | failed | filtered | disconnected
     usage_source: str  # provider | estimated | none
     request_id: str | None
+    artifact_kind: str | None = None  # session | conversation (ARTIFACT_KINDS)
+    artifact_id: uuid.UUID | None = None
 
+
+# What a ledger row may say it served: a therapy session's note draft, a case chat.
+ARTIFACT_KINDS = frozenset({"session", "conversation"})
 
 # A reservation not settled after this long belongs to a crashed process (module docstring).
 RESERVATION_EXPIRY = dt.timedelta(minutes=15)
@@ -138,11 +134,12 @@ WHERE tenant_id = %(t)s
 """
 _RECORD = """
 INSERT INTO public.llm_usage (tenant_id, user_id, feature, deployment, prompt_tokens,
-    completion_tokens, cached_tokens, reasoning_tokens, cost, latency_ms, attempts, status,
-    usage_source, request_id)
+    completion_tokens, cached_tokens, reasoning_tokens, cost, price_version, currency,
+    latency_ms, attempts, status, usage_source, request_id, artifact_kind, artifact_id)
 VALUES (%(tenant_id)s, %(user_id)s, %(feature)s, %(deployment)s, %(prompt_tokens)s,
-    %(completion_tokens)s, %(cached_tokens)s, %(reasoning_tokens)s, %(cost)s, %(latency_ms)s,
-    %(attempts)s, %(status)s, %(usage_source)s, %(request_id)s)
+    %(completion_tokens)s, %(cached_tokens)s, %(reasoning_tokens)s, %(cost)s,
+    %(price_version)s, %(currency)s, %(latency_ms)s, %(attempts)s, %(status)s,
+    %(usage_source)s, %(request_id)s, %(artifact_kind)s, %(artifact_id)s)
 """
 
 

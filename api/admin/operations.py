@@ -109,38 +109,102 @@ def security_query(args: dict[str, Any]) -> Select[SecurityEvent]:
     return query
 
 
-def usage_report(db: Session, period: str) -> dict[str, Any]:
-    """Sum the tenant's LLM usage ledger for one month (UTC), with breakdowns."""
+def _month(period: str) -> tuple[dt.datetime, dt.datetime]:
+    """The UTC bounds [start, end) of a ``YYYY-MM`` period."""
     year, month = (int(x) for x in period.split("-"))
     start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
     end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.UTC)
+    return start, end
+
+
+def usage_report(db: Session, period: str) -> dict[str, Any]:
+    """Sum the tenant's LLM usage ledger for one month (UTC), with breakdowns.
+
+    ``cost`` sums the rows rated in EUR (versioned prices); rows rated before prices were
+    versioned (``legacy-usd``) are summed apart in ``legacy_cost_usd``, never added to
+    EUR. ``estimated_tokens`` is the part of ``total_tokens`` counted locally because the
+    provider reported no usage.
+    """
+    start, end = _month(period)
     rows = db.execute(text("""
 SELECT feature, deployment, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
        sum(prompt_tokens) AS prompt, sum(completion_tokens) AS completion,
-       sum(cost) AS cost, count(*) AS calls
+       coalesce(sum(prompt_tokens + completion_tokens)
+                FILTER (WHERE usage_source = 'estimated'), 0) AS estimated,
+       coalesce(sum(cost) FILTER (WHERE currency = 'EUR'), 0) AS cost,
+       coalesce(sum(cost) FILTER (WHERE currency = 'USD'), 0) AS legacy_usd,
+       count(*) AS calls
 FROM public.llm_usage WHERE created_at >= :start AND created_at < :end
 GROUP BY 1, 2, 3 ORDER BY 3, 1, 2
 """), {"start": start, "end": end}).all()
 
     def empty() -> dict[str, Any]:
         return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-                "cost": Decimal(0), "calls": 0}
+                "estimated_tokens": 0, "cost": Decimal(0), "calls": 0}
 
     def add(into: dict[str, Any], row: Any) -> None:
         into["prompt_tokens"] += int(row.prompt)
         into["completion_tokens"] += int(row.completion)
         into["total_tokens"] += int(row.prompt) + int(row.completion)
+        into["estimated_tokens"] += int(row.estimated)
         into["cost"] += row.cost
         into["calls"] += int(row.calls)
 
-    report: dict[str, Any] = {"period": period, **empty(), "by_feature": {}, "by_model": {},
-                              "by_day": {}}
+    report: dict[str, Any] = {"period": period, **empty(), "currency": "EUR",
+                              "legacy_cost_usd": Decimal(0), "by_feature": {},
+                              "by_model": {}, "by_day": {}}
     for row in rows:
         add(report, row)
+        report["legacy_cost_usd"] += row.legacy_usd
         for key, name in (("by_feature", row.feature), ("by_model", row.deployment),
                           ("by_day", row.day)):
             add(report[key].setdefault(name, empty()), row)
     return report
+
+
+# One row per artifact (session or conversation), feature and currency of the month, most
+# expensive first. Provider-reported and locally estimated tokens are summed apart.
+_ARTIFACT_USAGE = """
+SELECT artifact_kind AS kind, artifact_id AS id, feature, currency,
+       count(*) AS requests,
+       coalesce(sum(prompt_tokens) FILTER (WHERE usage_source = 'provider'), 0)
+           AS prompt_tokens,
+       coalesce(sum(completion_tokens) FILTER (WHERE usage_source = 'provider'), 0)
+           AS completion_tokens,
+       coalesce(sum(cached_tokens) FILTER (WHERE usage_source = 'provider'), 0)
+           AS cached_tokens,
+       coalesce(sum(prompt_tokens + completion_tokens)
+                FILTER (WHERE usage_source = 'estimated'), 0) AS estimated_tokens,
+       sum(cost) AS cost,
+       count(*) OVER () AS total
+FROM public.llm_usage
+WHERE tenant_id = :tenant AND created_at >= :start AND created_at < :end
+  AND artifact_id IS NOT NULL
+GROUP BY artifact_kind, artifact_id, feature, currency
+ORDER BY sum(cost) DESC, artifact_kind, artifact_id, feature, currency
+LIMIT :limit OFFSET :offset
+"""
+_ARTIFACT_COUNT = """
+SELECT count(*) FROM (SELECT 1 FROM public.llm_usage
+    WHERE tenant_id = :tenant AND created_at >= :start AND created_at < :end
+      AND artifact_id IS NOT NULL
+    GROUP BY artifact_kind, artifact_id, feature, currency) AS groups
+"""
+
+
+def artifact_usage(db: Session, tenant_id: uuid.UUID, period: str, *, offset: int,
+                   limit: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of the month's usage per artifact (the therapy session a note was drafted
+    for, the case chat conversation), most expensive first, and the number of rows."""
+    start, end = _month(period)
+    params = {"tenant": tenant_id, "start": start, "end": end}
+    rows = db.execute(text(_ARTIFACT_USAGE),
+                      {**params, "limit": limit, "offset": offset}).mappings().all()
+    if rows:
+        total = int(rows[0]["total"])
+    else:
+        total = 0 if offset == 0 else int(db.scalar(text(_ARTIFACT_COUNT), params) or 0)
+    return [{key: value for key, value in row.items() if key != "total"} for row in rows], total
 
 
 def settings(db: Session, minimum_retention_years: int) -> dict[str, Any]:

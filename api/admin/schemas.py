@@ -92,15 +92,22 @@ class UsageQueryArgsSchema(ma.Schema):
         metadata={"description": "Month, YYYY-MM (default: the current month, UTC)"})
 
 
+def _money(description: str) -> ma.fields.Decimal:
+    # An exact decimal, served as a string (JSON numbers are floats to most clients).
+    return ma.fields.Decimal(as_string=True, metadata={
+        "type": "string", "format": "decimal", "pattern": r"^-?\d+(\.\d+)?$",
+        "description": description, "example": "0.00495144"})
+
+
 class UsageTotalsSchema(ma.Schema):
     prompt_tokens = ma.fields.Integer()
     completion_tokens = ma.fields.Integer()
     total_tokens = ma.fields.Integer()
-    # An exact decimal, served as a string (JSON numbers are floats to most clients).
-    cost = ma.fields.Decimal(as_string=True, metadata={
-        "type": "string", "format": "decimal", "pattern": r"^-?\d+(\.\d+)?$",
-        "description": "Estimated provider cost in USD (list prices), an exact decimal "
-                       "as a string", "example": "0.00538200"})
+    estimated_tokens = ma.fields.Integer(metadata={
+        "description": "The part of `total_tokens` counted locally because the provider "
+                       "reported no usage (a stream that broke off)"})
+    cost = _money("Cost in EUR at the price version valid when each call started "
+                  "(`LLM_PRICES_FILE`), an exact decimal as a string")
     calls = ma.fields.Integer()
 
 
@@ -113,10 +120,34 @@ class UsageBudgetSchema(ma.Schema):
 
 class UsageSchema(UsageTotalsSchema):
     period = ma.fields.String()
+    currency = ma.fields.String(metadata={"description": "`EUR`, the currency of `cost`"})
+    legacy_cost_usd = _money(
+        "Cost of calls rated before prices were versioned (USD list prices), not included "
+        "in `cost`; 0 from then on")
     by_feature = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(UsageTotalsSchema))
     by_model = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(UsageTotalsSchema))
     by_day = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(UsageTotalsSchema))
     budget = ma.fields.Nested(UsageBudgetSchema)
+
+
+class ArtifactUsageSchema(ma.Schema):
+    kind = ma.fields.String(metadata={
+        "description": "`session` (note drafts for a therapy session) or `conversation` "
+                       "(case chat)"})
+    id = ma.fields.UUID(metadata={"description": "The session's or conversation's id"})
+    feature = ma.fields.String(metadata={"description": "`note_draft` or `case_chat`"})
+    requests = ma.fields.Integer(metadata={"description": "AI calls, whatever their outcome"})
+    prompt_tokens = ma.fields.Integer(metadata={"description": "Provider-reported"})
+    completion_tokens = ma.fields.Integer(metadata={"description": "Provider-reported"})
+    cached_tokens = ma.fields.Integer(metadata={
+        "description": "Provider-reported prompt tokens served from the cache (part of "
+                       "`prompt_tokens`)"})
+    estimated_tokens = ma.fields.Integer(metadata={
+        "description": "Prompt and completion tokens counted locally for calls whose usage "
+                       "the provider never reported; not part of the other counts"})
+    cost = _money("Cost of these calls at the price versions they were rated with, an exact "
+                  "decimal as a string")
+    currency = ma.fields.String(metadata={"description": "`EUR`"})
 
 
 class OffboardingSchema(ma.Schema):

@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from api.admin import operations
 from api.admin.schemas import (
+    ArtifactUsageSchema,
     AuditEventSchema,
     AuditQueryArgsSchema,
     InvitationCreateSchema,
@@ -49,6 +50,7 @@ from api.examples import (
     SETTINGS,
     SETTINGS_PATCH,
     USAGE,
+    USAGE_ARTIFACTS,
 )
 from api.llm import gateway
 from api.pagination import fetch_page
@@ -216,8 +218,12 @@ class Usage(MethodView):
         """Show the practice's LLM token usage for a month, with its budget.
 
         Totals and breakdowns by feature, model and day (UTC), from the metering ledger.
-        `cost` is the estimated provider cost in USD at list prices, an exact decimal sent
-        as a string so that no float rounding creeps in.
+        `cost` is in EUR: each call is rated with the price version valid when it started
+        (the platform's price table, `LLM_PRICES_FILE`) and keeps that rating when prices
+        change later; an exact decimal sent as a string so that no float rounding creeps
+        in. Calls metered before prices were versioned were rated in USD: their cost is
+        in `legacy_cost_usd`, never added to `cost`. `estimated_tokens` is the part of
+        the tokens counted locally because the provider reported no usage.
         """
         period = args.get("period") or dt.datetime.now(dt.UTC).strftime("%Y-%m")
         report = operations.usage_report(session(), period)
@@ -225,6 +231,32 @@ class Usage(MethodView):
         assert p.tenant_id is not None
         report["budget"] = gateway().ledger.budget(p.tenant_id)
         return report
+
+
+@blp.route("/usage/artifacts")
+class UsageByArtifact(MethodView):
+    @admin_only
+    @blp.arguments(UsageQueryArgsSchema(), location="query")
+    @blp.response(200, ArtifactUsageSchema(many=True), example=USAGE_ARTIFACTS)
+    @blp.paginate()
+    def get(self, args: dict[str, Any], pagination_parameters: Any) -> list[Any]:
+        """List the month's AI cost per therapy session and per conversation.
+
+        One row per artifact and feature: the therapy session whose note drafts were
+        written (`session`, `note_draft`) or the case chat conversation (`conversation`,
+        `case_chat`), with its calls, provider-reported tokens, locally estimated tokens
+        (kept apart) and cost in EUR. Most expensive first. Ids only, never client data.
+        Calls metered before artifacts were recorded are not listed (they are in
+        `GET /admin/usage`). Admins only.
+        """
+        period = args.get("period") or dt.datetime.now(dt.UTC).strftime("%Y-%m")
+        p = actor()
+        assert p.tenant_id is not None
+        items, total = operations.artifact_usage(
+            session(), p.tenant_id, period, offset=pagination_parameters.first_item,
+            limit=pagination_parameters.page_size)
+        pagination_parameters.item_count = total
+        return items
 
 
 @blp.route("/tenant")

@@ -18,7 +18,11 @@ removes the client and everything derived from them in one transaction:
    tombstones itself); the audit events this request has not written yet are
    re-pointed here.
 
-The usage ledger (``public.llm_usage``) has no client reference and stays for billing.
+The usage ledger (``public.llm_usage``) holds no client data and stays for billing. Its
+rows name the therapy session or conversation a call served (``artifact_id``); the same
+trigger clears those of the client's records (public migration 0008), so the rows keep
+their tokens and cost but no id of an erased record (the app role cannot update the
+ledger itself).
 """
 
 from __future__ import annotations

@@ -189,12 +189,14 @@ class ConversationMessages(MethodView):
         if not wants_event_stream():
             completion = gateway().complete(a, "case_chat", messages,
                                             max_tokens=CHAT_MAX_TOKENS,
-                                            pseudonymizer=pseudonymizer)
+                                            pseudonymizer=pseudonymizer,
+                                            artifact=("conversation", conversation.id))
             answer = _save_turn(db, a, client.id, consent_required, conversation.id,
                                 data["content"], completion.text, completion.usage)
             return answer
         stream = gateway().stream(a, "case_chat", messages, max_tokens=CHAT_MAX_TOKENS,
-                                  pseudonymizer=pseudonymizer)
+                                  pseudonymizer=pseudonymizer,
+                                  artifact=("conversation", conversation.id))
 
         def save(stream_db: Session, done: Any) -> tuple[str, str]:
             answer = _save_turn(stream_db, a, client.id, consent_required, conversation.id,

@@ -92,12 +92,13 @@ class NoteDrafts(MethodView):
         if not wants_event_stream():
             completion = gateway().complete(a, "note_draft", messages,
                                             max_tokens=DRAFT_MAX_TOKENS,
-                                            pseudonymizer=pseudonymizer)
+                                            pseudonymizer=pseudonymizer,
+                                            artifact=("session", record.id))
             note = _save_draft(db, a, client.id, consent_required, record.id, data["format"],
                                completion.text)
             return with_etag(note)
         stream = gateway().stream(a, "note_draft", messages, max_tokens=DRAFT_MAX_TOKENS,
-                                  pseudonymizer=pseudonymizer)
+                                  pseudonymizer=pseudonymizer, artifact=("session", record.id))
 
         def save(stream_db: Session, done: Any) -> tuple[str, str]:
             return "note_id", str(_save_draft(stream_db, a, client.id, consent_required,

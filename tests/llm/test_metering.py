@@ -21,7 +21,7 @@ import pytest
 import llm.gateway as gateway_module
 from api import create_app
 from llm.errors import LLMUnavailable
-from llm.ledger import Pricing
+from llm.prices import load_prices
 from llm.prompts import DRAFT_MAX_TOKENS, draft_messages
 from llm.pseudonymize import Identity, Pseudonymizer
 from llm.simulator import CHUNK_WORDS, Fault, draft_for
@@ -109,7 +109,8 @@ def note_count(http: Any, headers: dict[str, str], session_id: str) -> int:
 def ledger_rows(admin_conn: Any, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
     cursor = admin_conn.execute(
         "SELECT id, user_id, feature, deployment, prompt_tokens, completion_tokens, "
-        "cached_tokens, reasoning_tokens, cost, attempts, status, usage_source "
+        "cached_tokens, reasoning_tokens, cost, attempts, status, usage_source, "
+        "price_version, currency, artifact_kind, artifact_id "
         "FROM public.llm_usage WHERE tenant_id = %s ORDER BY id", (tenant_id,))
     names = [c.name for c in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -275,10 +276,11 @@ def test_metering_is_exact_across_outcomes(make_app, make_practice, admin_conn):
     assert (rows[4]["prompt_tokens"], rows[4]["completion_tokens"]) == cut_estimate
     assert (rows[6]["prompt_tokens"], rows[6]["completion_tokens"]) == no_usage_estimate
     assert rows[4]["cached_tokens"] == rows[6]["cached_tokens"] == 0
-    pricing = Pricing()
+    price = load_prices().rate(DEPLOYMENT, dt.datetime.now(dt.UTC))
     for row in rows:
-        assert row["cost"] == pricing.cost(row["prompt_tokens"], row["cached_tokens"],
-                                           row["completion_tokens"])
+        assert (row["price_version"], row["currency"]) == (price.version, "EUR")
+        assert row["cost"] == price.cost(row["prompt_tokens"], row["cached_tokens"],
+                                         row["completion_tokens"])
 
     # The budget counts exactly the ledger, and nothing is left reserved.
     prompt = sum(x["prompt_tokens"] for x in rows)
@@ -718,3 +720,100 @@ def test_an_unsettled_reservation_expires_after_15_idle_minutes(app, make_practi
         assert (r.status_code, r.json["error"]) == (429, "token_budget_exhausted")
     usage = practice.client.get("/api/v1/admin/usage", headers=practice.admin.headers).json
     assert usage["budget"]["reserved"] == (0 if admitted else draft_reservation())
+
+
+# -- 6. cost per artifact --------------------------------------------------------------
+
+
+def artifact_listing(http: Any, headers: dict[str, str], query: str = "") -> Any:
+    return http.get(f"/api/v1/admin/usage/artifacts{query}", headers=headers)
+
+
+def test_each_call_records_its_artifact_and_the_admin_lists_cost_per_artifact(
+        make_app, make_practice, admin_conn):
+    a, _sleeps = make_app()
+    sim = a.extensions["clinai_llm_simulator"]
+    http = a.test_client()
+    practice = make_practice()
+    therapist = practice.add_member("therapist")
+    client, session = make_case(practice, therapist=therapist)
+    h = practice.admin.headers
+    # Note drafts for the session: plain, streamed, and one whose stream breaks off (its
+    # tokens are estimated, and stay apart from the provider-reported ones).
+    assert post_draft(http, h, session["id"]).status_code == 201
+    assert "event: done" in post_draft(http, h, session["id"], stream=True).get_data(
+        as_text=True)
+    sim.inject(Fault("cut_stream"))
+    assert "event: error" in post_draft(http, h, session["id"], stream=True).get_data(
+        as_text=True)
+    # Case chat: plain and streamed.
+    conversation = http.post(f"/api/v1/clients/{client['id']}/conversations", headers=h)
+    assert conversation.status_code == 201
+    conversation_id = conversation.json["id"]
+    messages = f"/api/v1/conversations/{conversation_id}/messages"
+    assert http.post(messages, json={"content": "How is Quenstedt doing?"},
+                     headers=h).status_code == 201
+    assert "event: done" in http.post(messages, json={"content": "And his sleep?"},
+                                      headers={**h, **SSE}).get_data(as_text=True)
+    # Another practice's draft: its artifact is never listed for this one.
+    other = make_practice("Praxis Fremd")
+    _other_client, other_session = make_case(other)
+    assert post_draft(http, other.admin.headers, other_session["id"]).status_code == 201
+
+    rows = ledger_rows(admin_conn, practice.id)
+    assert [(r["feature"], r["artifact_kind"], str(r["artifact_id"])) for r in rows] == (
+        [("note_draft", "session", session["id"])] * 3
+        + [("case_chat", "conversation", conversation_id)] * 2)
+    assert [r["usage_source"] for r in rows] == [
+        "provider", "provider", "estimated", "provider", "provider"]
+    other_rows = ledger_rows(admin_conn, other.id)
+    assert [(r["artifact_kind"], str(r["artifact_id"])) for r in other_rows] == [
+        ("session", other_session["id"])]
+
+    listed = artifact_listing(http, h)
+    assert listed.status_code == 200, listed.json
+    assert '"total": 2' in listed.headers["X-Pagination"]
+
+    def expected(selected: list[dict[str, Any]], kind: str, artifact_id: str,
+                 feature: str) -> dict[str, Any]:
+        provider = [r for r in selected if r["usage_source"] == "provider"]
+        estimated = [r for r in selected if r["usage_source"] == "estimated"]
+        return {"kind": kind, "id": artifact_id, "feature": feature,
+                "requests": len(selected),
+                "prompt_tokens": sum(r["prompt_tokens"] for r in provider),
+                "completion_tokens": sum(r["completion_tokens"] for r in provider),
+                "cached_tokens": sum(r["cached_tokens"] for r in provider),
+                "estimated_tokens": sum(r["prompt_tokens"] + r["completion_tokens"]
+                                        for r in estimated),
+                "cost": str(sum((r["cost"] for r in selected), Decimal(0))),
+                "currency": "EUR"}
+
+    drafts = expected(rows[:3], "session", session["id"], "note_draft")
+    chats = expected(rows[3:], "conversation", conversation_id, "case_chat")
+    assert drafts["estimated_tokens"] > 0 and drafts["cached_tokens"] > 0
+    by_cost = sorted([drafts, chats], key=lambda x: Decimal(x["cost"]), reverse=True)
+    assert Decimal(by_cost[0]["cost"]) > Decimal(by_cost[1]["cost"])
+    assert listed.json == by_cost
+    # The totals add up to the month's report, whose estimated tokens are kept apart too.
+    report = http.get("/api/v1/admin/usage", headers=h).json
+    assert Decimal(report["cost"]) == sum(Decimal(x["cost"]) for x in listed.json)
+    assert (report["currency"], Decimal(report["legacy_cost_usd"])) == ("EUR", Decimal(0))
+    assert report["estimated_tokens"] == drafts["estimated_tokens"]
+    assert report["by_feature"]["note_draft"]["estimated_tokens"] == drafts["estimated_tokens"]
+    assert report["by_feature"]["case_chat"]["estimated_tokens"] == 0
+
+    # Paginated, most expensive first.
+    page = artifact_listing(http, h, "?page=2&page_size=1")
+    assert page.status_code == 200
+    assert page.json == by_cost[1:]
+    assert '"total": 2' in page.headers["X-Pagination"]
+    assert artifact_listing(http, h, "?page=5&page_size=1").json == []
+    # Another month has none; the other practice sees only its own.
+    assert artifact_listing(http, h, "?period=2000-01").json == []
+    theirs = artifact_listing(http, other.admin.headers).json
+    assert [(x["kind"], x["id"]) for x in theirs] == [("session", other_session["id"])]
+    assert theirs[0]["cost"] == str(other_rows[0]["cost"])
+    # Admins only; a bad period is a 422.
+    forbidden = artifact_listing(http, therapist.headers)
+    assert forbidden.status_code == 403, forbidden.json
+    assert artifact_listing(http, h, "?period=2026-13").status_code == 422
