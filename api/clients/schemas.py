@@ -60,6 +60,8 @@ class ClientSchema(ma.Schema):
     updated_at = ma.fields.DateTime(dump_only=True)
 
     def _retain_until(self, client: Client) -> str | None:
+        if client.treatment_ended_on is None:  # ongoing: no need to read the settings
+            return None
         until = retain_until(client.treatment_ended_on, retention_years())
         return until.isoformat() if until is not None else None
 
