@@ -16,6 +16,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from api import apidoc, auth, cli, db, errors, llm, logs, settings, storage
     from api.admin.views import blp as admin_blp
     from api.b2c.views import blp as b2c_blp
+    from api.billing.views import blp as billing_blp
     from api.clients.views import blp as clients_blp
     from api.consents.views import blp as consents_blp
     from api.conversations.views import blp as conversations_blp
@@ -60,7 +61,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     apidoc.register_components(api.spec)
     for blueprint in (onboarding_blp, tenant_blp, admin_blp, clients_blp, consents_blp,
                       sessions_blp, notes_blp, drafts_blp, conversations_blp,
-                      exports_views.blp, b2c_blp,
+                      exports_views.blp, b2c_blp, billing_blp,
                       storage.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health_bp)

@@ -51,6 +51,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "not_note_author": ErrorCode(
         403, "Only the note's author or the client's assigned therapist may sign or amend "
              "it."),
+    "not_billing_principal": ErrorCode(
+        403, "Only the platform's billing principals (`BILLING_PRINCIPALS`) may read the "
+             "cross-tenant billing summary; practice members, admins included, may not."),
     "already_member": ErrorCode(409, "The caller already belongs to a practice."),
     "unsafe_database_role": ErrorCode(
         503, "The server refuses to serve: its database role could bypass tenant isolation."),

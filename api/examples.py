@@ -208,3 +208,28 @@ CONNECTOR_RESPONSE = {"version": "1.0.0", "action": "Continue",
 
 OFFBOARDING = {"confirm": "Demo-Praxis Sonnenschein (fictional)"}
 OFFBOARDED = {"id": "3f2b8c4e-9a41-4d7e-8b2a-5c6d7e8f9a01", "status": "erased"}
+
+# --- Billing (the platform's billing team) ----------------------------------------
+_BILLED_EUR = {"requests": 8, "prompt_tokens": 5_120, "cached_tokens": 0,
+               "completion_tokens": 1_380, "estimated_tokens": 412, "cost": "0.00160230"}
+_BILLED_USD = {"requests": 2, "prompt_tokens": 900, "cached_tokens": 0,
+               "completion_tokens": 210, "estimated_tokens": 0, "cost": "0.00026100"}
+_ACTIVE_EUR = {"requests": 31, "prompt_tokens": 18_240, "cached_tokens": 1_024,
+               "completion_tokens": 4_410, "estimated_tokens": 0, "cost": "0.00495144"}
+BILLING_USAGE = {
+    "period": "2026-11",
+    "practices": [
+        {"tenant_id": OFFBOARDED["id"], "name": "Praxis am Markt (fictional)",
+         "status": "erased", "currency": "EUR", **_BILLED_EUR},
+        {"tenant_id": OFFBOARDED["id"], "name": "Praxis am Markt (fictional)",
+         "status": "erased", "currency": "USD", **_BILLED_USD},
+        {"tenant_id": TENANT_ID, "name": "Demo-Praxis Sonnenschein (fictional)",
+         "status": "active", "currency": "EUR", **_ACTIVE_EUR},
+    ],
+    "totals": {
+        "EUR": {"practices": 2, "requests": 39, "prompt_tokens": 23_360,
+                "cached_tokens": 1_024, "completion_tokens": 5_790, "estimated_tokens": 412,
+                "cost": "0.00655374"},
+        "USD": {"practices": 1, **_BILLED_USD},
+    },
+}

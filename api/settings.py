@@ -45,6 +45,10 @@ DEFAULTS: dict[str, Any] = {
     # Versioned EUR prices per deployment (TOML or JSON); default: the checked-in
     # llm/prices.toml. Refused at start-up if invalid or without a price valid now.
     "LLM_PRICES_FILE": None,
+    # Token subjects (``oid``, else ``sub``) of the platform's billing team, comma-separated:
+    # they may read the cross-tenant usage summary (GET /api/v1/billing/usage). Empty:
+    # nobody. Parsed into a frozenset by ``load``.
+    "BILLING_PRINCIPALS": frozenset(),
     "LOG_LEVEL": "INFO",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": None,
     "AZURE_KEY_VAULT_URL": None,
@@ -94,6 +98,27 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+def parse_principals(value: Any) -> frozenset[str]:
+    """``BILLING_PRINCIPALS`` as a set of subjects: a comma-separated string (the
+    environment) or an iterable of strings (test overrides); blanks around commas and
+    empty entries are dropped."""
+    if value is None:
+        return frozenset()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    subjects = set()
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError("BILLING_PRINCIPALS must list token subjects (strings)")
+        subject = item.strip()
+        if not subject:
+            continue
+        if len(subject) > 255 or not subject.isprintable():
+            raise ConfigError("BILLING_PRINCIPALS: each subject must be 1-255 printable "
+                              "characters")
+        subjects.add(subject)
+    return frozenset(subjects)
+
+
 def _secure_url(url: str) -> bool:
     parsed = urlparse(url)
     loopback = parsed.hostname in {"localhost", "127.0.0.1", "::1"}
@@ -136,6 +161,7 @@ def load(test_config: Mapping[str, Any] | None = None,
     config.update(from_environment(os.environ))
     if test_config:
         config.update(test_config)
+    config["BILLING_PRINCIPALS"] = parse_principals(config.get("BILLING_PRINCIPALS"))
     if secret_source is None and config.get("AZURE_KEY_VAULT_URL"):
         secret_source = KeyVaultSource(config["AZURE_KEY_VAULT_URL"])
     if secret_source is not None:

@@ -29,6 +29,9 @@ PUBLIC_APP_FUNCTIONS = (
     "enter_tenant(uuid, text, boolean)",
     "claims_for_user(text)",
     "accept_invitation(text, text, text[])",
+    # The billing team's cross-tenant summary (migration 0009); the route checks the
+    # caller is a billing principal before calling it.
+    "billing_usage_summary(timestamptz, timestamptz)",
 )
 
 

@@ -9,7 +9,8 @@ import pytest
 
 OPERATIONS = ["api.clients.operations", "api.sessions.operations", "api.notes.operations",
               "api.conversations.operations",
-              "api.admin.operations", "api.exports.operations", "api.exports.jobs",
+              "api.admin.operations", "api.billing.operations", "api.exports.operations",
+              "api.exports.jobs",
               "api.domain"]
 
 

@@ -1,0 +1,1 @@
+"""The platform's billing read: the cross-tenant usage summary (billing principals only)."""
