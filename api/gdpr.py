@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from api.audit import AUDIT_KEY
 from api.clients.erasure import ErasureRequest, erase_client
+from api.domain import DomainError
 from api.exports.operations import purge_expired_exports
 from api.practice_rules import practice_rules, retain_until
 from models import AuditEvent, Client, DataExport
@@ -160,10 +161,15 @@ def _purge_tenant(owner_engine: Engine, store: Storage, tenant_id: uuid.UUID,
                 client = db.get(Client, client_id, with_for_update=True)
                 if client is None or client.restricted_at is None:
                     continue
-                erase_client(db, actor, client, ErasureRequest(
+                erased = erase_client(db, actor, client, ErasureRequest(
                     confirm=str(client_id), override_retention=None, today=today,
                     retention_years=years), store)
             report.clients_erased[tenant_id] = report.clients_erased.get(tenant_id, 0) + 1
+            if not dry:
+                log.info("client erased by the purge: tombstone %s", erased.tombstone.id)
+        except DomainError as exc:  # e.g. a session after the recorded treatment end
+            report.errors.append(f"tenant {tenant_id}: client {client_id} not erased "
+                                 f"({exc.code}); check its treatment end")
         except StorageError as exc:
             report.errors.append(f"tenant {tenant_id}: a client's erasure "
                                  f"({type(exc).__name__}); retried next run")

@@ -171,7 +171,6 @@ def erase_client(db: Session, actor: Actor, client: Client, request: ErasureRequ
     assert tombstone is not None
     _repoint_pending(db, {locked.id, *(record_id for _t, record_id in records)}, tombstone.id)
     audit(db, actor, "client.erase", "erasure_tombstone", [tombstone.id])
-    log.info("client erased: tombstone %s, reason %s", tombstone.id, reason)
     return Erasure(tombstone, int(repointed))
 
 

@@ -156,6 +156,10 @@ def _check_end_after_sessions(db: Session, client: Client, data: dict[str, Any])
     ended = data.get("treatment_ended_on")
     if ended is None:
         return
+    # Lock the client's row first (not a refresh: the If-Match version stays the one
+    # read): a session written at the same time holds it shared (``create_session``), so
+    # one of the two sees the other.
+    db.execute(select(Client.id).where(Client.id == client.id).with_for_update())
     last = last_session_day(db, client.id)
     if last is not None and ended < last:
         raise DomainError(

@@ -31,6 +31,7 @@ from models import DataExport
 from storage.base import Storage, StorageError, tenant_container
 from tenancy.actor import Actor
 from tenancy.context import reopen_session
+from tenancy.errors import TenancyError
 
 log = logging.getLogger(__name__)
 # Read the temporary ZIP back in pieces of this size (hash).
@@ -124,8 +125,10 @@ def _mark_failed(db: Session, job: ExportJob, code: str) -> None:
             export.blob_name = export.size_bytes = export.sha256 = None
             db.commit()
     except Exception as exc:
-        log.error("export %s: recording the failure failed (%s)", job.export_id,
-                  type(exc).__name__)
+        # Expected when the practice closed or the client was erased meanwhile.
+        level = logging.WARNING if isinstance(exc, TenancyError) else logging.ERROR
+        log.log(level, "export %s: recording the failure failed (%s)", job.export_id,
+                type(exc).__name__)
 
 
 def _discard(job: ExportJob, name: str) -> None:

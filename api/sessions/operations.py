@@ -48,12 +48,17 @@ def list_sessions(db: Session, client: Client, *, offset: int, limit: int,
                       offset=offset, limit=limit, audit=audit)
 
 
-def _check_within_treatment(client: Client, data: dict[str, Any]) -> None:
+def _check_within_treatment(db: Session, client: Client, data: dict[str, Any]) -> None:
     """A session cannot start after the client's treatment ended (the retention period
-    runs from that end): record the later end first."""
+    runs from that end): record the later end first. The end is read under a share lock
+    of the client's row, so a change of the end at the same time waits for this write
+    (``api.clients.operations._check_end_after_sessions``)."""
     started = data.get("started_at")
-    ended = client.treatment_ended_on
-    if started is None or ended is None:
+    if started is None:
+        return
+    ended = db.scalar(select(Client.treatment_ended_on).where(Client.id == client.id)
+                      .with_for_update(read=True))
+    if ended is None:
         return
     if started.astimezone(ZoneInfo(LOCAL_DAY)).date() > ended:
         raise DomainError(
@@ -64,7 +69,7 @@ def _check_within_treatment(client: Client, data: dict[str, Any]) -> None:
 
 
 def create_session(db: Session, client: Client, data: dict[str, Any]) -> TherapySession:
-    _check_within_treatment(client, data)
+    _check_within_treatment(db, client, data)
     record = TherapySession(client_id=client.id, **data)
     db.add(record)
     db.flush()
@@ -76,7 +81,7 @@ def update_session(db: Session, record: TherapySession, data: dict[str, Any]) ->
     if "started_at" in data:
         client = db.get(Client, record.client_id)
         assert client is not None
-        _check_within_treatment(client, data)
+        _check_within_treatment(db, client, data)
     for key, value in data.items():
         setattr(record, key, value)
     db.flush()

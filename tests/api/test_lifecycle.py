@@ -94,6 +94,30 @@ def test_treatment_end_and_sessions_agree(make_practice: Any) -> None:
     assert_error(later, 422, "validation_failed")
 
 
+def test_treatment_end_and_a_new_session_at_once(make_practice: Any, app: Any) -> None:
+    """An end before a session and the session itself, sent together: never both."""
+    practice = make_practice()
+    for _ in range(4):
+        client = practice.create_client()
+        etag = _etag(practice, client["id"])
+
+        def end(cid: str = client["id"], tag: str = etag) -> int:
+            return int(app.test_client().patch(
+                f"/api/v1/clients/{cid}", json={"treatment_ended_on": "2015-01-01"},
+                headers={**practice.admin.headers, "If-Match": tag}).status_code)
+
+        def session(cid: str = client["id"]) -> int:
+            return int(app.test_client().post(
+                f"/api/v1/clients/{cid}/sessions", headers=practice.admin.headers,
+                json={"started_at": "2026-10-01T09:00:00+02:00", "duration_minutes": 50,
+                      "modality": "video"}).status_code)
+
+        with ThreadPoolExecutor(2) as pool:
+            ended, added = pool.submit(end), pool.submit(session)
+            outcome = {ended.result(), added.result()}
+        assert outcome in ({200, 422}, {201, 422}), outcome
+
+
 def test_discharge_needs_a_treatment_end(make_practice: Any) -> None:
     practice = make_practice()
     client = practice.create_client()

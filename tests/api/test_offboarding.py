@@ -241,3 +241,29 @@ def test_offboarding_while_members_write(make_practice: Any, app: Flask,
     assert statuses <= {201, 403}, statuses
     left = _leftovers(admin_conn, practice.id)
     assert left["status"] == "erased" and left["schema"] == 0
+
+
+def test_one_inconsistent_client_does_not_stop_the_purge(
+        make_practice: Any, app: Flask, admin_conn: psycopg.Connection[Any]) -> None:
+    """A restricted client whose record has a session after its treatment end (written
+    before that rule existed) is reported and skipped; the rest is purged."""
+    practice = make_practice()
+    odd = practice.create_client(first_name="Ungleich")
+    due = practice.create_client(first_name="Faellig")
+    for client in (odd, due):
+        _session(practice, client["id"], started_at=OLD_SESSION)
+        assert _patch(practice, client["id"], {"treatment_ended_on": PAST_END,
+                                               "status": "discharged"}).status_code == 200
+        assert _restrict(practice, client["id"]).status_code == 200
+    admin_conn.execute(f"UPDATE {schema_name(practice.id)}.therapy_sessions "
+                       "SET started_at = now() - interval '1 day' WHERE client_id = %s",
+                       (uuid.UUID(odd["id"]),))
+    result = app.test_cli_runner().invoke(args=["gdpr", "purge"])
+    assert result.exit_code == 1
+    assert f"client {odd['id']} not erased (retention_period_running)" in result.output
+    assert f"tenant {practice.id}: erased 1 client(s)" in result.output
+    admin = practice.admin.headers
+    assert practice.client.get(f"/api/v1/clients/{odd['id']}", headers=admin).status_code \
+        == 200
+    assert_error(practice.client.get(f"/api/v1/clients/{due['id']}", headers=admin), 404,
+                 "not_found")
