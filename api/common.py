@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from api.audit import audit
 from api.clients.operations import pseudonymizer_for
+from api.consents.operations import require_ai_consent
 from api.db import session
 from api.errors import abort
 from api.practice_rules import practice_rules
@@ -90,3 +91,12 @@ def retention_years() -> int:
                                ).record_retention_years
         g.clinai_retention_years = years
     return years
+
+
+def ai_gate(db: Session, client: Client) -> bool:
+    """The AI routes' check before anything is masked or reserved: the client is not
+    restricted and, where the practice requires it, consents
+    (``api.consents.operations.require_ai_consent``). Return whether consent was required
+    (the save checks it again)."""
+    return require_ai_consent(
+        db, client, practice_rules(db, current_app.config["RECORD_RETENTION_YEARS"]))

@@ -126,8 +126,7 @@ def _check_treatment_end(actor: Actor, data: dict[str, Any], client: Client | No
     current = client.treatment_ended_on if client is not None else None
     if not actor.is_admin and data.get("treatment_ended_on", current) != current:
         raise DomainError("role_forbidden", "Only admins set treatment_ended_on.")
-    ended = data.get("treatment_ended_on",
-                     client.treatment_ended_on if client is not None else None)
+    ended = data.get("treatment_ended_on", current)
     status = data.get("status", client.status if client is not None else "active")
     if status == "discharged" and ended is None:
         raise DomainError(

@@ -7,7 +7,6 @@ import functools
 import uuid
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -16,8 +15,8 @@ from api.audit import audit
 from api.auth import actor, any_member
 from api.blueprint import Blueprint
 from api.clients.operations import get_client
-from api.common import mask_for_model
-from api.consents.operations import recheck_before_save, require_ai_consent
+from api.common import ai_gate, mask_for_model
+from api.consents.operations import recheck_before_save
 from api.conversations.operations import get_conversation
 from api.conversations.schemas import (
     ConversationCreateSchema,
@@ -35,11 +34,10 @@ from api.examples import (
 )
 from api.llm import gateway
 from api.pagination import PageQuery, ReadAudit, fetch_page, page_query
-from api.practice_rules import practice_rules
 from api.sse import stream_reply, wants_event_stream
 from llm.gateway import Usage
 from llm.prompts import CHAT_HISTORY, CHAT_MAX_TOKENS, chat_messages
-from models import Client, Conversation, ConversationMessage
+from models import Conversation, ConversationMessage
 from tenancy.actor import Actor
 
 blp = Blueprint("conversations", __name__, url_prefix="/api/v1",
@@ -59,12 +57,6 @@ def _message_pages() -> PageQuery:
         select(ConversationMessage)
         .where(ConversationMessage.conversation_id == bindparam("conversation_id")),
         order_by=(ConversationMessage.created_at, ConversationMessage.id))
-
-
-def _ai_gate(db: Session, client: Client) -> bool:
-    """``require_ai_consent`` with the practice's rules: whether consent was required."""
-    return require_ai_consent(
-        db, client, practice_rules(db, current_app.config["RECORD_RETENTION_YEARS"]))
 
 
 def _save_turn(db: Session, a: Actor, client_id: uuid.UUID, consent_required: bool,
@@ -123,7 +115,7 @@ class ClientConversations(MethodView):
         """
         db, p = session(), actor()
         client = get_client(db, p, client_id, write=True)
-        _ai_gate(db, client)
+        ai_gate(db, client)
         conversation = Conversation(client_id=client.id, created_by=p.user_id)
         db.add(conversation)
         db.flush()
@@ -176,7 +168,7 @@ class ConversationMessages(MethodView):
         """
         db, a = session(), actor()
         conversation, client = get_conversation(db, a, conversation_id, write=True)
-        consent_required = _ai_gate(db, client)
+        consent_required = ai_gate(db, client)
         history = [(m.role, m.content) for m in db.scalars(
             select(ConversationMessage)
             .where(ConversationMessage.conversation_id == conversation.id)

@@ -6,22 +6,20 @@ import uuid
 from typing import Any
 
 import marshmallow as ma
-from flask import current_app
 from flask.views import MethodView
 from sqlalchemy.orm import Session
 
 from api.audit import audit
 from api.auth import actor, any_member
 from api.blueprint import Blueprint
-from api.common import mask_for_model, with_etag
-from api.consents.operations import recheck_before_save, require_ai_consent
+from api.common import ai_gate, mask_for_model, with_etag
+from api.consents.operations import recheck_before_save
 from api.db import commit_request, session
 from api.errors import abort
 from api.examples import AI_NOTE, DRAFT_REQUEST
 from api.llm import gateway
 from api.notes.operations import create_note
 from api.notes.schemas import NoteSchema
-from api.practice_rules import practice_rules
 from api.sessions.operations import get_session
 from api.sse import stream_reply, wants_event_stream
 from llm.prompts import DRAFT_FORMATS, DRAFT_MAX_TOKENS, draft_messages, parse_draft
@@ -79,8 +77,7 @@ class NoteDrafts(MethodView):
         record = get_session(db, a, session_id, write=True)
         client = db.get(Client, record.client_id)
         assert client is not None
-        consent_required = require_ai_consent(
-            db, client, practice_rules(db, current_app.config["RECORD_RETENTION_YEARS"]))
+        consent_required = ai_gate(db, client)
         if not record.transcript:
             abort(422, "no_transcript", "The session has no transcript to draft from.")
         messages = draft_messages(data["format"], record.transcript,

@@ -37,15 +37,14 @@ def visible_notes(actor: Actor) -> Select[Note]:
 
 def get_note(db: Session, actor: Actor, note_id: uuid.UUID, *, write: bool = False) -> Note:
     """A note of a client the caller may see, else 404; ``write`` as in ``get_client``."""
-    note = db.scalars(visible_notes(actor).where(Note.id == note_id)).one_or_none()
-    if note is None:
+    row = db.execute(visible_notes(actor).add_columns(Client.id, Client.restricted_at)
+                     .join(TherapySession, TherapySession.id == Note.session_id)
+                     .join(Client, Client.id == TherapySession.client_id)
+                     .where(Note.id == note_id)).one_or_none()
+    if row is None:
         raise DomainError("not_found", "No such note.")
-    if actor.is_admin:  # only admins reach restricted clients
-        client_id, restricted_at = db.execute(
-            select(Client.id, Client.restricted_at)
-            .join(TherapySession, TherapySession.client_id == Client.id)
-            .where(TherapySession.id == note.session_id)).one()
-        check_restriction(db, actor, client_id, restricted_at, write=write)
+    note: Note = row[0]
+    check_restriction(db, actor, row[1], row[2], write=write)
     return note
 
 

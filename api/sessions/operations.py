@@ -26,12 +26,13 @@ def get_session(db: Session, actor: Actor, session_id: uuid.UUID, *,
                 write: bool = False) -> TherapySession:
     """A session of a client the caller may see, else 404; ``write`` as in ``get_client``
     (a restricted client's sessions are read-only, and their reads audited)."""
-    found = db.scalars(visible_sessions(actor).where(TherapySession.id == session_id)).one_or_none()
-    if found is None:
+    row = db.execute(visible_sessions(actor).add_columns(Client.restricted_at)
+                     .join(Client, Client.id == TherapySession.client_id)
+                     .where(TherapySession.id == session_id)).one_or_none()
+    if row is None:
         raise DomainError("not_found", "No such session.")
-    if actor.is_admin:  # only admins reach restricted clients
-        check_restriction(db, actor, found.client_id, db.scalar(
-            select(Client.restricted_at).where(Client.id == found.client_id)), write=write)
+    found: TherapySession = row[0]
+    check_restriction(db, actor, found.client_id, row[1], write=write)
     return found
 
 
