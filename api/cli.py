@@ -1,5 +1,5 @@
-"""Operator commands: ``flask tenancy ...``, ``flask gdpr purge``, ``flask dev token`` and
-``flask dev seed``."""
+"""Operator commands: ``flask tenancy ...``, ``flask gdpr purge``, ``flask usage export``
+and ``close``, ``flask dev token`` and ``flask dev seed``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from api.billing.periods import BillingError, check_period, close_period, export_period
 from api.db import get_db
 from api.demo import SeedError, seed
 from api.gdpr import purge
@@ -31,6 +32,8 @@ from tenancy.provisioning import (
 tenancy_cli = AppGroup("tenancy", help="Manage tenants and migrate their schemas.")
 dev_cli = AppGroup("dev", help="Development helpers (APP_ENV=development only).")
 gdpr_cli = AppGroup("gdpr", help="Data-protection housekeeping (retention, exports).")
+usage_cli = AppGroup("usage", help="Billing: each practice's AI usage per month, as files "
+                                   "in the billing container; closing a month.")
 
 
 def _uuid(_ctx: click.Context, _param: click.Parameter, value: str | None) -> uuid.UUID | None:
@@ -179,6 +182,62 @@ def purge_command(dry_run: bool, as_of: dt.datetime | None) -> None:
         sys.exit(1)
 
 
+def _period(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return check_period(value)
+    except BillingError as exc:
+        raise click.BadParameter(exc.message) from exc
+
+
+_PERIOD = click.option("--period", required=True, callback=_period,
+                       help="The month, YYYY-MM (UTC).")
+
+
+def _report(lines: list[str], failed: bool) -> None:
+    for line in lines:
+        click.echo(line)
+    if failed:
+        sys.exit(1)
+
+
+@usage_cli.command("export")
+@_PERIOD
+def usage_export(period: str) -> None:
+    """Write the month's billing files: <period>/<tenant_id>.csv and .json per practice,
+    summary.csv, focus.csv (FOCUS 1.2) and manifest.json, in the container "billing".
+
+    Byte-identical when nothing changed. An open month's files are rewritten by each run;
+    a closed month's are only rebuilt to check the stored ones (a missing one is restored,
+    one that differs is reported, exit 1, and left alone).
+    """
+    try:
+        report = export_period(get_db().owner_engine, storage(), period)
+    except (BillingError, StorageError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from exc
+    _report(report.lines(), bool(report.mismatched))
+
+
+@usage_cli.command("close")
+@_PERIOD
+def usage_close(period: str) -> None:
+    """Close a month: its files are written one last time and never change again.
+
+    Refused until the month's end plus BILLING_GRACE_HOURS (default 48). Usage metered
+    later for a closed month is billed in the next open month as correction rows. Running
+    it again on a closed month checks (and restores) its files.
+    """
+    try:
+        outcome = close_period(get_db().owner_engine, storage(), period,
+                               now=dt.datetime.now(dt.UTC),
+                               grace_hours=int(current_app.config["BILLING_GRACE_HOURS"]))
+    except (BillingError, StorageError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from exc
+    closed_at = outcome.closed_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    state = "closed now" if outcome.closed_now else "was already closed"
+    _report([f"{period}: {state} (closed at {closed_at})", *outcome.report.lines()],
+            bool(outcome.report.mismatched))
+
+
 @dev_cli.command("token")
 @click.option("--tenant", "tenant_id", callback=_uuid, help="Tenant id claim (omit to onboard).")
 @click.option("--role", type=click.Choice(ROLES), help="Role claim.")
@@ -214,3 +273,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(tenancy_cli)
     app.cli.add_command(dev_cli)
     app.cli.add_command(gdpr_cli)
+    app.cli.add_command(usage_cli)

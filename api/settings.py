@@ -49,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     # they may read the cross-tenant usage summary (GET /api/v1/billing/usage). Empty:
     # nobody. Parsed into a frozenset by ``load``.
     "BILLING_PRINCIPALS": frozenset(),
+    # `flask usage close --period M` is refused until month M's end plus this many hours
+    # (settlements of calls that started in M can still arrive).
+    "BILLING_GRACE_HOURS": 48,
     "LOG_LEVEL": "INFO",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": None,
     "AZURE_KEY_VAULT_URL": None,
@@ -62,7 +65,7 @@ DEFAULTS: dict[str, Any] = {
 
 _INT_SETTINGS = {
     "DATABASE_POOL_SIZE", "AUTH_CLOCK_SKEW_SECONDS", "INVITATION_TTL_HOURS", "MAX_CONTENT_LENGTH",
-    "RECORD_RETENTION_YEARS", "EXPORT_RETENTION_DAYS", "EXPORT_WORKERS",
+    "RECORD_RETENTION_YEARS", "EXPORT_RETENTION_DAYS", "EXPORT_WORKERS", "BILLING_GRACE_HOURS",
     "LLM_DEFAULT_MONTHLY_TOKEN_BUDGET", "LLM_TENANT_REQUESTS_PER_MINUTE",
     "LLM_TENANT_TOKENS_PER_MINUTE", "LLM_TIMEOUT_SECONDS", "LLM_MAX_ATTEMPTS",
 }
@@ -145,6 +148,8 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError("RECORD_RETENTION_YEARS must be at least 10 (§ 630f(3) BGB)")
     if not 1 <= int(config.get("EXPORT_RETENTION_DAYS", 30)) <= 365:
         raise ConfigError("EXPORT_RETENTION_DAYS must be between 1 and 365")
+    if not 0 <= int(config.get("BILLING_GRACE_HOURS", 48)) <= 24 * 31:
+        raise ConfigError("BILLING_GRACE_HOURS must be between 0 and 744")
     if not 1 <= int(config.get("EXPORT_WORKERS", 2)) <= 16:
         raise ConfigError("EXPORT_WORKERS must be between 1 and 16")
     if not config.get("AZURE_OPENAI_ENDPOINT") and config.get("APP_ENV") not in DEV_ENVS:

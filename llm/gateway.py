@@ -88,6 +88,7 @@ class OpenCall:
     masked: list[dict[str, Any]]
     started: float
     price: PriceVersion
+    started_at: dt.datetime  # UTC: the instant the price was chosen for
     artifact: tuple[str, uuid.UUID] | None = None
     attempts: int = 0
     response: Any = None
@@ -176,7 +177,8 @@ class Gateway:
             raise LLMUnavailable("the AI service is not priced; try again later") from exc
         reservation = self.ledger.reserve(actor.tenant_id, count_messages(masked) + max_tokens)
         call = OpenCall(actor=actor, feature=feature, reservation=reservation, masked=masked,
-                        started=time.monotonic(), price=price, artifact=artifact)
+                        started=time.monotonic(), price=price, started_at=started_at,
+                        artifact=artifact)
         try:
             call.response = self._call(call, max_tokens, stream=stream)
         except BaseException as exc:
@@ -252,7 +254,8 @@ class Gateway:
             latency_ms=int((time.monotonic() - call.started) * 1000), attempts=call.attempts,
             status=status, usage_source=usage.source, request_id=actor.request_id,
             artifact_kind=call.artifact[0] if call.artifact else None,
-            artifact_id=call.artifact[1] if call.artifact else None)
+            artifact_id=call.artifact[1] if call.artifact else None,
+            started_at=call.started_at)
         for attempt in range(3):
             try:
                 self.ledger.settle(call.reservation, record)

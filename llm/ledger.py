@@ -68,6 +68,9 @@ class UsageRecord:
     request_id: str | None
     artifact_kind: str | None = None  # session | conversation (ARTIFACT_KINDS)
     artifact_id: uuid.UUID | None = None
+    # When the call started (UTC): its price version's instant and its line item's date.
+    # The ledger's trigger bills the row in the first open month from then on.
+    started_at: dt.datetime | None = None
 
 
 # What a ledger row may say it served: a therapy session's note draft, a case chat.
@@ -135,11 +138,13 @@ WHERE tenant_id = %(t)s
 _RECORD = """
 INSERT INTO public.llm_usage (tenant_id, user_id, feature, deployment, prompt_tokens,
     completion_tokens, cached_tokens, reasoning_tokens, cost, price_version, currency,
-    latency_ms, attempts, status, usage_source, request_id, artifact_kind, artifact_id)
+    latency_ms, attempts, status, usage_source, request_id, artifact_kind, artifact_id,
+    started_at)
 VALUES (%(tenant_id)s, %(user_id)s, %(feature)s, %(deployment)s, %(prompt_tokens)s,
     %(completion_tokens)s, %(cached_tokens)s, %(reasoning_tokens)s, %(cost)s,
     %(price_version)s, %(currency)s, %(latency_ms)s, %(attempts)s, %(status)s,
-    %(usage_source)s, %(request_id)s, %(artifact_kind)s, %(artifact_id)s)
+    %(usage_source)s, %(request_id)s, %(artifact_kind)s, %(artifact_id)s,
+    %(started_at)s)
 """
 
 

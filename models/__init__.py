@@ -13,6 +13,7 @@ This package imports nothing else of ours.
 
 from models.audit_event import AuditEvent
 from models.base import SharedBase, TenantBase
+from models.billing_period import BillingPeriod
 from models.client import Client, ClientIdentityKey
 from models.consent import ClientConsent
 from models.conversation import Conversation, ConversationMessage
@@ -32,6 +33,7 @@ from models.therapy_session import TherapySession
 
 __all__ = [
     "AuditEvent",
+    "BillingPeriod",
     "Client",
     "ClientConsent",
     "ClientIdentityKey",

@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import CHAR, BigInteger, CheckConstraint, Identity, Integer, Numeric, String
+from sqlalchemy import (
+    CHAR,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Integer,
+    Numeric,
+    String,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import SharedBase, created_ts, str_64, str_255, tenant_fk
@@ -46,3 +56,7 @@ class LlmUsage(SharedBase):
     currency: Mapped[str] = mapped_column(CHAR(3))
     artifact_kind: Mapped[str | None] = mapped_column(String(32))
     artifact_id: Mapped[uuid.UUID | None]
+    # When the call started (its price and line-item date) and the month that bills it,
+    # set by the ledger's insert trigger (migration 0010).
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    billing_period: Mapped[str] = mapped_column(CHAR(7))

@@ -24,14 +24,15 @@ PUBLIC_APP_GRANTS = {
     "invitations": "SELECT, INSERT, UPDATE, DELETE",
     "llm_budgets": "SELECT, INSERT, UPDATE",
     "llm_usage": "SELECT, INSERT",  # append-only ledger
+    "billing_periods": "SELECT",  # which months are closed (no practice data)
 }
 PUBLIC_APP_FUNCTIONS = (
     "enter_tenant(uuid, text, boolean)",
     "claims_for_user(text)",
     "accept_invitation(text, text, text[])",
-    # The billing team's cross-tenant summary (migration 0009); the route checks the
-    # caller is a billing principal before calling it.
-    "billing_usage_summary(timestamptz, timestamptz)",
+    # The billing team's cross-tenant summary (migrations 0009, 0010); the route checks
+    # the caller is a billing principal before calling it.
+    "billing_usage_summary(text)",
 )
 
 

@@ -92,6 +92,12 @@ class UsageQueryArgsSchema(ma.Schema):
         metadata={"description": "Month, YYYY-MM (default: the current month, UTC)"})
 
 
+class UsageExportArgsSchema(UsageQueryArgsSchema):
+    format = ma.fields.String(
+        load_default="csv", validate=validate.OneOf(["csv", "json"]),
+        metadata={"description": "`csv` (default) or `json`"})
+
+
 def _money(description: str) -> ma.fields.Decimal:
     # An exact decimal, served as a string (JSON numbers are floats to most clients).
     return ma.fields.Decimal(as_string=True, metadata={

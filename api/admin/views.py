@@ -7,7 +7,7 @@ import logging
 import uuid
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app
 from flask.views import MethodView
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -28,11 +28,13 @@ from api.admin.schemas import (
     SecurityQueryArgsSchema,
     SettingsPatchSchema,
     SettingsSchema,
+    UsageExportArgsSchema,
     UsageQueryArgsSchema,
     UsageSchema,
 )
 from api.audit import audit
 from api.auth import actor, admin_only
+from api.billing.periods import practice_file
 from api.blueprint import Blueprint
 from api.db import end_request_session, get_db, session
 from api.errors import abort
@@ -51,6 +53,8 @@ from api.examples import (
     SETTINGS_PATCH,
     USAGE,
     USAGE_ARTIFACTS,
+    USAGE_EXPORT_CSV,
+    USAGE_EXPORT_JSON,
 )
 from api.llm import gateway
 from api.pagination import fetch_page
@@ -257,6 +261,46 @@ class UsageByArtifact(MethodView):
             limit=pagination_parameters.page_size)
         pagination_parameters.item_count = total
         return items
+
+
+@blp.route("/usage-exports")
+class UsageExport(MethodView):
+    @admin_only
+    @blp.arguments(UsageExportArgsSchema(), location="query")
+    @blp.response(200, content_type="text/csv", example=USAGE_EXPORT_CSV,
+                  description="The line items, as an attachment (`format=csv`; with "
+                              "`format=json` the same as JSON, below).")
+    @blp.doc(responses={"200": {"content": {"application/json": {
+        "schema": {"type": "object"}, "example": USAGE_EXPORT_JSON}}}})
+    @blp.errors("storage_unavailable")
+    def get(self, args: dict[str, Any]) -> Response:
+        """Download the practice's billing line items for a month (CSV or JSON).
+
+        The file the platform invoices from (`flask usage export`): one line per day
+        (UTC, the day the call started) x feature x deployment x price version, with
+        `date, tenant_id, feature, deployment, requests, prompt_tokens, cached_tokens,
+        completion_tokens, estimated_tokens, cost, currency, price_version,
+        charge_class`. Provider-reported tokens and locally `estimated_tokens` are never
+        mixed; `cost` is exact (8 places). `charge_class` is `correction` for calls that
+        started in an earlier month that was already closed when they were metered (the
+        date is their original day); empty otherwise (`null` in JSON).
+
+        `period` defaults to the current month (UTC). Header `X-Billing-Period` says
+        `open` (the file grows as calls are metered) or `closed`: then these are the
+        exact bytes of the stored file, which never changes. A month without usage gives
+        the header row only (`line_items: []`). Admins only.
+        """
+        period = args.get("period") or dt.datetime.now(dt.UTC).strftime("%Y-%m")
+        fmt = args["format"]
+        p = actor()
+        assert p.tenant_id is not None
+        data, state = practice_file(session().connection(), storage(), p.tenant_id, period,
+                                    fmt)
+        mimetype = "text/csv" if fmt == "csv" else "application/json"
+        return Response(data, mimetype=mimetype, headers={
+            "Content-Disposition": f'attachment; filename="clinai-usage-{period}.{fmt}"',
+            "X-Billing-Period": "closed" if state.closed else "open",
+            "Cache-Control": "no-store"})
 
 
 @blp.route("/tenant")

@@ -7,7 +7,6 @@ question and nothing else. Who may ask is checked before (``api.billing.views``)
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -16,40 +15,38 @@ from sqlalchemy import Connection, text
 TOKEN_COLUMNS = ("prompt_tokens", "cached_tokens", "completion_tokens", "estimated_tokens")
 _SUMMARY = text("""
 SELECT tenant_id, tenant_name, tenant_status, currency, requests, prompt_tokens,
-       cached_tokens, completion_tokens, estimated_tokens, cost
-FROM public.billing_usage_summary(:start, :end)
+       cached_tokens, completion_tokens, estimated_tokens, cost, correction_requests,
+       correction_cost
+FROM public.billing_usage_summary(:period)
 ORDER BY tenant_id, currency
 """)
-
-
-def period_bounds(period: str) -> tuple[dt.datetime, dt.datetime]:
-    """The UTC bounds [start, end) of a ``YYYY-MM`` period."""
-    year, month = (int(x) for x in period.split("-"))
-    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
-    end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.UTC)
-    return start, end
+MONEY = ("cost", "correction_cost")
+COUNTS = ("requests", *TOKEN_COLUMNS, "correction_requests")
 
 
 def usage_summary(conn: Connection, period: str) -> dict[str, Any]:
-    """Every practice's ledger totals for ``period`` (UTC month), per currency.
+    """Every practice's totals billed in ``period`` (``llm_usage.billing_period``), per
+    currency: what the month's ``summary.csv`` says.
 
     One entry per practice and currency, ordered by practice id, then currency; offboarded
     practices included. ``totals`` sums the entries per currency (EUR and legacy USD are
-    never added together). Provider-reported and estimated tokens stay apart.
+    never added together). Provider-reported and estimated tokens stay apart. ``closed``:
+    whether ``flask usage close`` closed the month (its figures no longer change).
     """
-    start, end = period_bounds(period)
     practices: list[dict[str, Any]] = []
     totals: dict[str, dict[str, Any]] = {}
-    for row in conn.execute(_SUMMARY, {"start": start, "end": end}):
+    for row in conn.execute(_SUMMARY, {"period": period}):
         entry = {"tenant_id": row.tenant_id, "name": row.tenant_name,
                  "status": row.tenant_status, "currency": row.currency,
-                 "requests": int(row.requests), "cost": Decimal(row.cost),
-                 **{column: int(getattr(row, column)) for column in TOKEN_COLUMNS}}
+                 **{column: int(getattr(row, column)) for column in COUNTS},
+                 **{column: Decimal(getattr(row, column)) for column in MONEY}}
         practices.append(entry)
         total = totals.setdefault(row.currency, {
-            "practices": 0, "requests": 0, **dict.fromkeys(TOKEN_COLUMNS, 0),
-            "cost": Decimal(0)})
+            "practices": 0, **dict.fromkeys(COUNTS, 0), **dict.fromkeys(MONEY, Decimal(0))})
         total["practices"] += 1
-        for key in ("requests", "cost", *TOKEN_COLUMNS):
+        for key in (*COUNTS, *MONEY):
             total[key] += entry[key]
-    return {"period": period, "practices": practices, "totals": totals}
+    closed = conn.execute(text("SELECT closed_at FROM public.billing_periods "
+                               "WHERE period = :p"), {"p": period}).scalar_one_or_none()
+    return {"period": period, "closed": closed is not None, "closed_at": closed,
+            "practices": practices, "totals": totals}

@@ -26,7 +26,13 @@ class BillingTokensSchema(ma.Schema):
         "description": "Input plus output tokens counted locally because the provider "
                        "reported no usage (a stream that broke off); never included in "
                        "the three provider-reported counts"})
-    cost = _cost("Exact sum of the calls' cost in `currency`, as a string")
+    cost = _cost("Exact sum of the calls' cost in `currency`, as a string (corrections "
+                 "included)")
+    correction_requests = ma.fields.Integer(metadata={
+        "description": "Of `requests`: calls that started in an earlier month that was "
+                       "already closed when they were metered (a late settlement), billed "
+                       "here as corrections"})
+    correction_cost = _cost("Of `cost`: the corrections' cost")
 
 
 class BillingPracticeSchema(BillingTokensSchema):
@@ -48,6 +54,12 @@ class BillingTotalsSchema(BillingTokensSchema):
 
 class BillingUsageSchema(ma.Schema):
     period = ma.fields.String(metadata={"description": "The month, YYYY-MM (UTC)"})
+    closed = ma.fields.Boolean(metadata={
+        "description": "Whether the month is closed (`flask usage close`): its figures "
+                       "and files no longer change; later usage goes to the next open "
+                       "month as corrections"})
+    closed_at = ma.fields.DateTime(allow_none=True, metadata={
+        "description": "When the month was closed (null while open)"})
     practices = ma.fields.List(ma.fields.Nested(BillingPracticeSchema), metadata={
         "description": "One entry per practice and currency with usage in the period, "
                        "ordered by `tenant_id`, then `currency`"})

@@ -67,22 +67,25 @@ class BillingUsage(MethodView):
         token needs no practice.
 
         `period` is a UTC month, `YYYY-MM` (default: the current month). One entry per
-        practice and currency with usage in the month, ordered by `tenant_id`, then
+        practice and currency billed in the month, ordered by `tenant_id`, then
         `currency`, summed from the metering ledger (every metered AI call, failed ones
-        included). Practices that left the platform (`status` `erased`) are still listed
-        for the months they used. `currency` is `EUR` (each call rated with the price
-        version valid when it started, `LLM_PRICES_FILE`), or `USD` for calls rated before
-        prices were versioned: amounts in different currencies are never added, and
-        `totals` sums the entries per currency. `cost` is an exact decimal sent as a
-        string.
+        included): the figures of the month's `summary.csv` (`flask usage export`).
+        A call is billed in the month it started (UTC), unless that month was already
+        closed when the call was metered (a late settlement): then it is billed in the
+        next open month and counted in `correction_requests`/`correction_cost` too.
+        Practices that left the platform (`status` `erased`) are still listed for the
+        months they used. `currency` is `EUR` (each call rated with the price version
+        valid when it started, `LLM_PRICES_FILE`), or `USD` for calls rated before prices
+        were versioned: amounts in different currencies are never added, and `totals`
+        sums the entries per currency. `cost` is an exact decimal sent as a string.
 
         Tokens: `prompt_tokens`, `cached_tokens` (part of `prompt_tokens`) and
         `completion_tokens` are what the provider reported; `estimated_tokens` (input plus
         output) were counted locally for calls the provider reported no usage for. The two
         never overlap, so provider totals can be reconciled with Azure's own cost export.
 
-        The current month still grows as calls are metered; the figures of a past month
-        are the ledger's, read at request time.
+        An open month still grows as calls are metered; a `closed` month's figures never
+        change.
         """
         period = args.get("period") or dt.datetime.now(dt.UTC).strftime("%Y-%m")
         with get_db().engine.connect() as conn:

@@ -280,7 +280,7 @@ def test_the_app_role_still_sees_one_practice_only(make_practice, admin_conn, ap
 
     # The function is the only way across: SECURITY DEFINER, pinned search_path, executable
     # by the app role and not by PUBLIC; the app role's table privileges are unchanged.
-    fn = "public.billing_usage_summary(timestamptz, timestamptz)"
+    fn = "public.billing_usage_summary(text)"
     row = admin_conn.execute(
         "SELECT prosecdef, proconfig, has_function_privilege(%s, %s::regprocedure, 'EXECUTE'),"
         " has_function_privilege('public', %s::regprocedure, 'EXECUTE') "
@@ -292,6 +292,7 @@ def test_the_app_role_still_sees_one_practice_only(make_practice, admin_conn, ap
         "AND table_schema = 'public' GROUP BY table_name ORDER BY table_name",
         (APP_ROLE,)).fetchall()
     assert dict(privileges) == {
+        "billing_periods": "SELECT",
         "invitations": "DELETE,INSERT,SELECT,UPDATE", "llm_budgets": "INSERT,SELECT,UPDATE",
         "llm_usage": "INSERT,SELECT", "memberships": "DELETE,INSERT,SELECT,UPDATE",
         "tenants": "SELECT"}
