@@ -75,3 +75,34 @@ def test_existing_ledger_rows_keep_their_usd_cost_as_legacy(scratch_url):
         assert not columns & {"price_version", "currency", "artifact_kind", "artifact_id"}
         assert conn.execute("SELECT cost FROM public.llm_usage").fetchone() == (
             Decimal("0.00027000"),)
+
+
+def test_existing_ledger_rows_get_their_month_from_when_they_were_metered(scratch_url):
+    migrate(scratch_url, "upgrade", "0009_billing_summary")
+    tenant = uuid.uuid4()
+    with psycopg.connect(_conninfo(scratch_url), autocommit=True) as conn:
+        for created in ("2026-10-31T23:59:59Z", "2026-11-01T00:00:00Z"):
+            conn.execute(
+                "INSERT INTO public.llm_usage (tenant_id, user_id, feature, deployment, "
+                "prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost, "
+                "latency_ms, attempts, status, usage_source, price_version, currency, "
+                "created_at) VALUES (%s, 'u', 'note_draft', 'gpt-4o-mini', 1000, 200, 0, 0, "
+                "0.00027000, 5, 1, 'ok', 'provider', 'v1', 'EUR', %s)", (tenant, created))
+    migrate(scratch_url, "upgrade", "head")
+    with psycopg.connect(_conninfo(scratch_url), autocommit=True) as conn:
+        rows = conn.execute("SELECT started_at = created_at, billing_period "
+                            "FROM public.llm_usage ORDER BY created_at").fetchall()
+        assert rows == [(True, "2026-10"), (True, "2026-11")]
+        assert conn.execute(
+            "SELECT count(*) FROM public.billing_usage_summary('2026-10')").fetchone() == (1,)
+    migrate(scratch_url, "downgrade", "0009_billing_summary")
+    with psycopg.connect(_conninfo(scratch_url), autocommit=True) as conn:
+        columns = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = 'llm_usage'")}
+        assert not columns & {"started_at", "billing_period"}
+        assert conn.execute(
+            "SELECT requests FROM public.billing_usage_summary("
+            "'2026-10-01T00:00:00Z', '2026-11-01T00:00:00Z')").fetchone() == (1,)
+        assert conn.execute("SELECT to_regclass('public.billing_periods')").fetchone() == (
+            None,)
