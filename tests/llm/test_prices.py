@@ -7,7 +7,9 @@ clock is injected to place calls before and after a mid-month price change.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import uuid
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -298,6 +300,26 @@ def test_a_mid_month_price_change_rates_each_call_at_its_time(
     assert last["price_version"] == f"2025-01-25.{DEPLOYMENT}"
     assert last["cost"] == exact_cost(last["prompt_tokens"], last["cached_tokens"],
                                       last["completion_tokens"], LATER)
+
+    # Each row keeps the instant it was rated for as its start, which bills it in January
+    # and dates its line item; the month's file has one line per day and price version,
+    # each the exact sum of its rows.
+    timing = admin_conn.execute(
+        "SELECT started_at, billing_period, price_version, cost FROM public.llm_usage "
+        "WHERE tenant_id = %s ORDER BY id", (practice.id,)).fetchall()
+    assert [row[0] for row in timing] == [at(s) for s in [*starts, stream_at,
+                                                          "2025-01-28T00:00:00+00:00"]]
+    assert {row[1] for row in timing} == {"2025-01"}
+    expected_lines: dict[tuple[str, str], Decimal] = {}
+    for started, _month, version, cost in timing:
+        key = (started.astimezone(dt.UTC).date().isoformat(), version)
+        expected_lines[key] = expected_lines.get(key, Decimal(0)) + cost
+    result = app.test_cli_runner().invoke(args=["usage", "export", "--period", "2025-01"])
+    assert result.exit_code == 0, result.output
+    blob = app.extensions["clinai_storage"].get("billing", f"2025-01/{practice.id}.csv")
+    lines = list(csv.DictReader(io.StringIO(blob.decode(), newline="")))
+    assert {(line["date"], line["price_version"]): Decimal(line["cost"])
+            for line in lines} == expected_lines
 
 
 def test_a_call_without_a_price_is_refused_before_it_is_sent(
