@@ -267,11 +267,17 @@ class UsageByArtifact(MethodView):
 class UsageExport(MethodView):
     @admin_only
     @blp.arguments(UsageExportArgsSchema(), location="query")
-    @blp.response(200, content_type="text/csv", example=USAGE_EXPORT_CSV,
-                  description="The line items, as an attachment (`format=csv`; with "
-                              "`format=json` the same as JSON, below).")
-    @blp.doc(responses={"200": {"content": {"application/json": {
-        "schema": {"type": "object"}, "example": USAGE_EXPORT_JSON}}}})
+    @blp.doc(responses={"200": {
+        "description": "The line items, as an attachment: CSV (`format=csv`) or JSON "
+                       "(`format=json`).",
+        "headers": {
+            "X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"},
+            "X-Billing-Period": {"description": "`open` or `closed`",
+                                 "schema": {"type": "string", "enum": ["open", "closed"]}}},
+        "content": {
+            "text/csv": {"schema": {"type": "string"}, "example": USAGE_EXPORT_CSV},
+            "application/json": {"schema": {"type": "object"},
+                                 "example": USAGE_EXPORT_JSON}}}})
     @blp.errors("storage_unavailable")
     def get(self, args: dict[str, Any]) -> Response:
         """Download the practice's billing line items for a month (CSV or JSON).
