@@ -58,23 +58,16 @@ def this_month() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m")
 
 
-def bounds(period: str) -> tuple[dt.datetime, dt.datetime]:
-    year, month = map(int, period.split("-"))
-    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
-    end = (start + dt.timedelta(days=32)).replace(day=1)
-    return start, end
-
-
 def ledger_totals(admin_conn: psycopg.Connection[Any], tenant_id: uuid.UUID,
-                  period: str) -> dict[str, dict[str, Any]]:
-    """The tenant's ledger for the month, per currency, summed in Python."""
-    start, end = bounds(period)
+                  period: str | None = None) -> dict[str, dict[str, Any]]:
+    """The tenant's raw ledger rows summed per currency in Python: all of them, or those
+    that started in ``period`` (UTC)."""
     rows = admin_conn.execute(
         "SELECT currency, usage_source, prompt_tokens, cached_tokens, completion_tokens, "
-        "cost, created_at FROM public.llm_usage WHERE tenant_id = %s", (tenant_id,)).fetchall()
+        "cost, started_at FROM public.llm_usage WHERE tenant_id = %s", (tenant_id,)).fetchall()
     totals: dict[str, dict[str, Any]] = {}
-    for currency, source, prompt, cached, completion, cost, created in rows:
-        if not start <= created < end:
+    for currency, source, prompt, cached, completion, cost, started in rows:
+        if period is not None and started.astimezone(dt.UTC).strftime("%Y-%m") != period:
             continue
         t = totals.setdefault(currency.strip(), {"requests": 0, **dict.fromkeys(TOKENS, 0),
                                                  "cost": Decimal(0)})

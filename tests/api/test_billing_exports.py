@@ -27,6 +27,7 @@ from flask import Flask
 from api.billing.files import FOCUS_COLUMNS, LINE_COLUMNS, SUMMARY_COLUMNS
 from api.billing.periods import BillingError, close_period
 from storage.base import BILLING_CONTAINER
+from tests.api.test_billing import ledger_totals as ledger
 from tests.conftest import Practice, _conninfo, assert_error
 
 TOKENS = ("prompt_tokens", "cached_tokens", "completion_tokens", "estimated_tokens")
@@ -70,29 +71,6 @@ def seed_month(conn: psycopg.Connection[Any], tenant: uuid.UUID, period: str) ->
             cost="0.00026000", version="test-eur-2")
     add_row(conn, tenant, at(period, 28), prompt=700, completion=70, cost="0.00015000",
             currency="USD", version="legacy-usd")
-
-
-def ledger(conn: psycopg.Connection[Any], tenant: uuid.UUID,
-           period: str | None = None) -> dict[str, dict[str, Any]]:
-    """The tenant's raw ledger rows summed per currency in Python (optionally only the rows
-    that started in ``period``)."""
-    totals: dict[str, dict[str, Any]] = {}
-    for currency, source, prompt, cached, completion, cost, started in conn.execute(
-            "SELECT currency, usage_source, prompt_tokens, cached_tokens, completion_tokens, "
-            "cost, started_at FROM public.llm_usage WHERE tenant_id = %s", (tenant,)):
-        if period is not None and started.strftime("%Y-%m") != period:
-            continue
-        t = totals.setdefault(currency.strip(), {"requests": 0, **dict.fromkeys(TOKENS, 0),
-                                                 "cost": Decimal(0)})
-        t["requests"] += 1
-        t["cost"] += cost
-        if source == "provider":
-            t["prompt_tokens"] += prompt
-            t["cached_tokens"] += cached
-            t["completion_tokens"] += completion
-        elif source == "estimated":
-            t["estimated_tokens"] += prompt + completion
-    return totals
 
 
 def sum_lines(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
