@@ -9,11 +9,13 @@ if TYPE_CHECKING:  # the domain operations under api/ import this package withou
     from flask import Flask
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Create the app: defaults, then environment, then ``test_config`` overrides."""
+def create_app(test_config: Mapping[str, Any] | None = None,
+               secret_source: Any = None) -> Flask:
+    """Create the app: defaults, then environment, then ``test_config`` overrides, then
+    Key Vault (``AZURE_KEY_VAULT_URL``, or ``secret_source``) for secrets still unset."""
     from flask import Flask
 
-    from api import apidoc, auth, cli, db, errors, llm, logs, settings, storage
+    from api import apidoc, auth, cli, db, errors, llm, logs, secrets, settings, storage
     from api.admin.views import blp as admin_blp
     from api.b2c.views import blp as b2c_blp
     from api.billing.views import blp as billing_blp
@@ -30,8 +32,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from api.tenant.views import blp as tenant_blp
 
     app = Flask(__name__, instance_relative_config=True)
-    app.config.from_mapping(settings.load(test_config))
+    app.config.from_mapping(settings.load(test_config, secret_source))
     settings.validate(app.config)
+    secrets.init_app(app)
     app.config.update(
         API_TITLE="ClinAI API",
         API_VERSION="v1",

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import security_events
 from api.audit import AUDIT_KEY
+from api.secrets import current_secrets
 from models.audit_event import AUDIT_INSERT, AUDIT_WRITE_COLUMNS
 from tenancy import context as tenant_context
 from tenancy.actor import Actor
@@ -77,6 +78,7 @@ def database_config(app: Flask) -> DatabaseConfig:
         app_role=c["DATABASE_APP_ROLE"],
         password_file=Path(app.instance_path) / "database-app-password",
         pool_size=c["DATABASE_POOL_SIZE"],
+        secrets=current_secrets(app),
     )
 
 

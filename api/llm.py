@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from flask import Flask, current_app
 
+from api.secrets import current_secrets
 from api.settings import ConfigError
 from llm.client import ProviderConfig, create_client
 from llm.gateway import Gateway, RetryPolicy
@@ -25,8 +27,20 @@ def init_app(app: Flask) -> None:
     if not c["AZURE_OPENAI_ENDPOINT"]:
         simulator = Simulator()
         app.extensions[SIMULATOR] = simulator
+    secrets = current_secrets(app)
+    api_key: str | Callable[[], str] | None = c["AZURE_OPENAI_API_KEY"]
+    on_auth_failure: Callable[[], bool] | None = None
+    if secrets.rotating("AZURE_OPENAI_API_KEY"):
+        # From Key Vault: the SDK asks for the current key on every request, and a 401
+        # re-reads it once (the key was rotated).
+        def api_key() -> str:
+            return secrets.get("AZURE_OPENAI_API_KEY") or ""
+
+        def on_auth_failure() -> bool:
+            return secrets.refresh("AZURE_OPENAI_API_KEY")
+
     client = create_client(ProviderConfig(
-        endpoint=c["AZURE_OPENAI_ENDPOINT"], api_key=c["AZURE_OPENAI_API_KEY"],
+        endpoint=c["AZURE_OPENAI_ENDPOINT"], api_key=api_key,
         api_version=c["OPENAI_API_VERSION"], deployment=c["AZURE_OPENAI_CHAT_DEPLOYMENT"],
         request_timeout=float(c["LLM_TIMEOUT_SECONDS"]),
     ), simulator)
@@ -44,7 +58,7 @@ def init_app(app: Flask) -> None:
     ))
     app.extensions[EXTENSION] = Gateway(
         client=client, deployment=c["AZURE_OPENAI_CHAT_DEPLOYMENT"], ledger=ledger,
-        prices=prices,
+        prices=prices, on_auth_failure=on_auth_failure,
         retry=RetryPolicy(max_attempts=c["LLM_MAX_ATTEMPTS"],
                           total_timeout=float(c["LLM_TIMEOUT_SECONDS"])),
     )

@@ -55,6 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": None,
     "AZURE_KEY_VAULT_URL": None,
+    # Secrets read from Key Vault are re-read after this long (and at once after an
+    # authentication failure), so a rotated secret is used without a restart.
+    "KEY_VAULT_REFRESH_MINUTES": 10,
     "STORAGE_LOCAL_ROOT": None,  # default: <instance>/storage
     "STORAGE_SIGNING_KEY": None,  # hex; default: a key kept in <instance>
     "AZURE_STORAGE_ACCOUNT_URL": None,
@@ -66,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
 _INT_SETTINGS = {
     "DATABASE_POOL_SIZE", "AUTH_CLOCK_SKEW_SECONDS", "INVITATION_TTL_HOURS", "MAX_CONTENT_LENGTH",
     "RECORD_RETENTION_YEARS", "EXPORT_RETENTION_DAYS", "EXPORT_WORKERS", "BILLING_GRACE_HOURS",
+    "KEY_VAULT_REFRESH_MINUTES",
     "LLM_DEFAULT_MONTHLY_TOKEN_BUDGET", "LLM_TENANT_REQUESTS_PER_MINUTE",
     "LLM_TENANT_TOKENS_PER_MINUTE", "LLM_TIMEOUT_SECONDS", "LLM_MAX_ATTEMPTS",
 }
@@ -148,6 +152,8 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError("RECORD_RETENTION_YEARS must be at least 10 (§ 630f(3) BGB)")
     if not 1 <= int(config.get("EXPORT_RETENTION_DAYS", 30)) <= 365:
         raise ConfigError("EXPORT_RETENTION_DAYS must be between 1 and 365")
+    if not 1 <= int(config.get("KEY_VAULT_REFRESH_MINUTES", 10)) <= 1440:
+        raise ConfigError("KEY_VAULT_REFRESH_MINUTES must be between 1 and 1440")
     if not 0 <= int(config.get("BILLING_GRACE_HOURS", 48)) <= 24 * 31:
         raise ConfigError("BILLING_GRACE_HOURS must be between 0 and 744")
     if not 1 <= int(config.get("EXPORT_WORKERS", 2)) <= 16:
@@ -160,7 +166,7 @@ def validate(config: Mapping[str, Any]) -> None:
 def load(test_config: Mapping[str, Any] | None = None,
          secret_source: Any = None) -> dict[str, Any]:
     """Merge defaults, environment, Key Vault (for what is still unset) and overrides."""
-    from api.secrets import KeyVaultSource, fill_missing
+    from api.secrets import FROM_VAULT_KEY, KeyVaultSource, fill_missing
 
     config = dict(DEFAULTS)
     config.update(from_environment(os.environ))
@@ -169,6 +175,8 @@ def load(test_config: Mapping[str, Any] | None = None,
     config["BILLING_PRINCIPALS"] = parse_principals(config.get("BILLING_PRINCIPALS"))
     if secret_source is None and config.get("AZURE_KEY_VAULT_URL"):
         secret_source = KeyVaultSource(config["AZURE_KEY_VAULT_URL"])
+    config[FROM_VAULT_KEY] = ()
     if secret_source is not None:
-        fill_missing(config, secret_source)
+        config[FROM_VAULT_KEY] = tuple(fill_missing(config, secret_source))
+        config["KEY_VAULT_SOURCE"] = secret_source
     return config

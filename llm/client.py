@@ -8,6 +8,7 @@ in-process simulator through an httpx transport. The SDK never retries
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx2
@@ -23,7 +24,7 @@ SIMULATOR_ENDPOINT = "http://llm-simulator.invalid"
 @dataclass(frozen=True, kw_only=True)
 class ProviderConfig:
     endpoint: str | None = None
-    api_key: str | None = None
+    api_key: str | Callable[[], str] | None = None  # a callable: asked on every request
     api_version: str = DEFAULT_API_VERSION
     deployment: str = DEFAULT_DEPLOYMENT
     request_timeout: float = 30.0

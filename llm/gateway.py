@@ -116,9 +116,12 @@ class Gateway:
     def __init__(self, *, client: AzureOpenAI, deployment: str, ledger: Ledger,
                  prices: PriceTable | None = None, retry: RetryPolicy | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], dt.datetime] = utc_now) -> None:
+                 clock: Callable[[], dt.datetime] = utc_now,
+                 on_auth_failure: Callable[[], bool] | None = None) -> None:
         """``prices`` default to llm/prices.toml; the deployment must have a price valid
-        now (``PriceFileError`` otherwise). ``clock`` gives a call's start time (UTC)."""
+        now (``PriceFileError`` otherwise). ``clock`` gives a call's start time (UTC).
+        ``on_auth_failure`` re-reads a rotated API key after a 401 (True: a new key, so
+        the call is tried once more)."""
         self.client = client
         self.deployment = deployment
         self.ledger = ledger
@@ -127,6 +130,7 @@ class Gateway:
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.clock = clock
+        self.on_auth_failure = on_auth_failure
 
     # -- public ------------------------------------------------------------------------
 
@@ -193,6 +197,7 @@ class Gateway:
         deadline = time.monotonic() + self.retry.total_timeout
         last: Exception | None = None
         wait_hint = 30
+        key_reread = False
         for attempt in range(1, self.retry.max_attempts + 1):
             call.attempts = attempt
             remaining = deadline - time.monotonic()
@@ -223,6 +228,12 @@ class Gateway:
                 log.warning("llm attempt %d failed (%s); retrying in %.1f s",
                             attempt, type(exc).__name__, delay)
                 self.sleep(delay)
+            except openai.AuthenticationError as exc:
+                last = exc
+                if key_reread or self.on_auth_failure is None or not self.on_auth_failure():
+                    break
+                key_reread = True  # the key was rotated: once more with the new one
+                log.warning("llm authentication failed; retrying with the re-read key")
             except openai.APIStatusError as exc:
                 last = exc
                 break

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -228,8 +228,17 @@ class SimulatorTransport(httpx2.BaseTransport):
                                stream=_ReplyStream(reply.body))
 
 
-def serve(simulator: Simulator, port: int = 0) -> ThreadingHTTPServer:
-    """Serve the simulator over HTTP on loopback (tests of the Azure endpoint path)."""
+_DENIED = json.dumps({"error": {"code": "401", "message": "Access denied due to invalid "
+                                 "subscription key or wrong API endpoint."}}).encode()
+
+
+def serve(simulator: Simulator, port: int = 0,
+          api_key: Callable[[], str] | None = None) -> ThreadingHTTPServer:
+    """Serve the simulator over HTTP on loopback (tests of the Azure endpoint path).
+
+    With ``api_key``, a request whose ``api-key`` header is not its current value gets
+    Azure's 401 (tests of key rotation).
+    """
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -237,6 +246,13 @@ def serve(simulator: Simulator, port: int = 0) -> ThreadingHTTPServer:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            if api_key is not None and self.headers.get("api-key") != api_key():
+                self.send_response(401)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(_DENIED)))
+                self.end_headers()
+                self.wfile.write(_DENIED)
+                return
             try:
                 reply = simulator.handle("POST", self.path.split("?")[0], body)
             except httpx2.TimeoutException:

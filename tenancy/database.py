@@ -12,11 +12,14 @@ derive two identities:
 
 from __future__ import annotations
 
+import logging
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
@@ -24,10 +27,27 @@ from sqlalchemy.pool import NullPool
 from tenancy.errors import TenancyError
 from tenancy.fastpath import install_statement_rewrite, restore_implicit_transactions
 
+log = logging.getLogger(__name__)
+
+
+class CurrentSecrets(Protocol):
+    """Settings that may be rotated while the app runs (``api.secrets.Secrets``)."""
+
+    def rotating(self, setting: str) -> bool: ...
+
+    def get(self, setting: str, default: str | None = None) -> str | None: ...
+
+    def refresh(self, setting: str) -> bool: ...
+
 
 @dataclass(frozen=True, kw_only=True)
 class DatabaseConfig:
-    """Where the database is and which roles to use."""
+    """Where the database is and which roles to use.
+
+    With ``secrets``, the URLs and the app password are looked up again for every new
+    connection (``DATABASE_URL``, ``DATABASE_APP_URL``, ``DATABASE_APP_PASSWORD`` from
+    Key Vault, rotated without a restart); the fields hold the values read at start-up.
+    """
 
     admin_url: str
     app_url: str | None = None
@@ -36,10 +56,15 @@ class DatabaseConfig:
     app_role: str = "clinai_app"
     password_file: Path | None = None
     pool_size: int = 10
+    secrets: CurrentSecrets | None = field(default=None, compare=False, repr=False)
+
+    def current(self, setting: str, value: str | None) -> str | None:
+        return self.secrets.get(setting, value) if self.secrets is not None else value
 
     def resolved_app_password(self) -> str | None:
-        if self.app_password:
-            return self.app_password
+        password = self.current("DATABASE_APP_PASSWORD", self.app_password)
+        if password:
+            return password
         if self.password_file is not None and self.password_file.exists():
             return self.password_file.read_text().strip()
         return None
@@ -53,13 +78,53 @@ def sqlalchemy_url(url: str) -> URL:
     return parsed.set(drivername="postgresql+psycopg")
 
 
+def admin_url(config: DatabaseConfig) -> URL:
+    """The administrative login's URL (``DATABASE_URL``), as it is now."""
+    url = config.current("DATABASE_URL", config.admin_url)
+    assert url is not None
+    return sqlalchemy_url(url)
+
+
 def app_url(config: DatabaseConfig) -> URL:
     """Return the URL requests connect with: ``DATABASE_APP_URL`` or derived from the admin's."""
-    if config.app_url:
-        return sqlalchemy_url(config.app_url)
-    return sqlalchemy_url(config.admin_url).set(
+    configured = config.current("DATABASE_APP_URL", config.app_url)
+    if configured:
+        return sqlalchemy_url(configured)
+    return admin_url(config).set(
         username=config.app_role, password=config.resolved_app_password()
     )
+
+
+def _login_refused(exc: psycopg.OperationalError) -> bool:
+    # 28P01 invalid_password, 28000 invalid_authorization_specification; a failed
+    # connection attempt does not always carry the SQLSTATE, its message does say it.
+    return (getattr(exc, "sqlstate", None) in {"28P01", "28000"}
+            or "password authentication failed" in str(exc))
+
+
+def _follow_rotation(engine: Engine, config: DatabaseConfig, settings: tuple[str, ...],
+                     url: Callable[[DatabaseConfig], URL]) -> None:
+    """Connect with the current credentials; after a refused login, re-read them from
+    Key Vault and try once more (the secret was rotated). Pooled connections stay."""
+    secrets_ = config.secrets
+    if secrets_ is None or not any(secrets_.rotating(s) for s in settings):
+        return
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        cparams.update(dialect.create_connect_args(url(config))[1])
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except psycopg.OperationalError as exc:
+            if not _login_refused(exc):
+                raise
+            changed = [secrets_.refresh(s) for s in settings]
+            if not any(changed):
+                raise
+        log.warning("database login refused; retrying with credentials re-read from Key "
+                    "Vault")
+        cparams.update(dialect.create_connect_args(url(config))[1])
+        return dialect.connect(*cargs, **cparams)
 
 
 def create_app_engine(config: DatabaseConfig, **kwargs: Any) -> Engine:
@@ -74,6 +139,8 @@ def create_app_engine(config: DatabaseConfig, **kwargs: Any) -> Engine:
     }
     options.update(kwargs)
     engine = create_engine(app_url(config), **options)
+    _follow_rotation(engine, config,
+                     ("DATABASE_APP_URL", "DATABASE_APP_PASSWORD", "DATABASE_URL"), app_url)
 
     # The request path's tricks (BEGIN with the tenant context; one statement rewritten
     # per execution): ``tenancy/fastpath.py``.
@@ -87,7 +154,8 @@ def create_owner_engine(config: DatabaseConfig, **kwargs: Any) -> Engine:
     options: dict[str, Any] = {"hide_parameters": True} | (
         dict(kwargs) if "poolclass" in kwargs else {"pool_size": 2, "max_overflow": 2, **kwargs}
     )
-    engine = create_engine(sqlalchemy_url(config.admin_url), **options)
+    engine = create_engine(admin_url(config), **options)
+    _follow_rotation(engine, config, ("DATABASE_URL",), admin_url)
     owner = config.owner_role
 
     @event.listens_for(engine, "connect")
@@ -122,7 +190,7 @@ def ensure_roles(config: DatabaseConfig) -> str | None:
                 config.password_file.parent.mkdir(parents=True, exist_ok=True)
                 config.password_file.touch(mode=0o600)
                 config.password_file.write_text(password)
-    engine = create_engine(sqlalchemy_url(config.admin_url), poolclass=NullPool)
+    engine = create_engine(admin_url(config), poolclass=NullPool)
     try:
         with engine.begin() as conn:
             existing = set(

@@ -17,6 +17,7 @@ from api.blueprint import Blueprint
 from api.db import get_db
 from api.errors import abort, error_response
 from api.examples import CONNECTOR_REQUEST, CONNECTOR_RESPONSE
+from api.secrets import current_secrets
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,8 +49,10 @@ class ConnectorResponseSchema(ma.Schema):
 
 
 def _authorised() -> bool:
+    secrets = current_secrets(current_app)
     user = current_app.config["B2C_CONNECTOR_USERNAME"]
-    password = current_app.config["B2C_CONNECTOR_PASSWORD"]
+    password = secrets.get("B2C_CONNECTOR_PASSWORD",
+                           current_app.config["B2C_CONNECTOR_PASSWORD"])
     if not user or not password:
         abort(503, "connector_not_configured", "The B2C API connector is not configured "
               "(B2C_CONNECTOR_USERNAME and B2C_CONNECTOR_PASSWORD).")
@@ -61,6 +64,10 @@ def _authorised() -> bool:
     # Compare both, always, in constant time.
     ok_user = hmac.compare_digest(given_user, user.encode())
     ok_password = hmac.compare_digest(given_password, password.encode())
+    if ok_user and not ok_password and secrets.refresh("B2C_CONNECTOR_PASSWORD"):
+        # Rotated in Key Vault since we last read it (re-read at most every 30 s).
+        current = secrets.get("B2C_CONNECTOR_PASSWORD") or ""
+        ok_password = hmac.compare_digest(given_password, current.encode())
     return ok_user and ok_password
 
 
