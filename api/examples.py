@@ -218,7 +218,7 @@ _BILLED_USD = {"requests": 2, "prompt_tokens": 900, "cached_tokens": 0,
                "correction_requests": 0, "correction_cost": "0.00000000"}
 _ACTIVE_EUR = {"requests": 31, "prompt_tokens": 18_240, "cached_tokens": 1_024,
                "completion_tokens": 4_410, "estimated_tokens": 0, "cost": "0.00495144",
-               "correction_requests": 1, "correction_cost": "0.00012210"}
+               "correction_requests": 0, "correction_cost": "0.00000000"}
 BILLING_USAGE = {
     "period": "2026-11",
     "closed": True,
@@ -234,8 +234,8 @@ BILLING_USAGE = {
     "totals": {
         "EUR": {"practices": 2, "requests": 39, "prompt_tokens": 23_360,
                 "cached_tokens": 1_024, "completion_tokens": 5_790, "estimated_tokens": 412,
-                "cost": "0.00655374", "correction_requests": 1,
-                "correction_cost": "0.00012210"},
+                "cost": "0.00655374", "correction_requests": 0,
+                "correction_cost": "0.00000000"},
         "USD": {"practices": 1, **_BILLED_USD},
     },
 }
@@ -244,23 +244,23 @@ BILLING_USAGE = {
 USAGE_EXPORT_CSV = (
     "date,tenant_id,feature,deployment,requests,prompt_tokens,cached_tokens,"
     "completion_tokens,estimated_tokens,cost,currency,price_version,charge_class\r\n"
-    f"2026-11-02,{TENANT_ID},case_chat,gpt-4o-mini,4,2210,0,520,0,0.00064410,EUR,"
+    f"2026-12-02,{TENANT_ID},case_chat,gpt-4o-mini,4,2210,0,520,0,0.00059202,EUR,"
     "2026-11-01.gpt-4o-mini,\r\n"
-    f"2026-11-02,{TENANT_ID},note_draft,gpt-4o-mini,2,1480,512,610,0,0.00046720,EUR,"
+    f"2026-12-02,{TENANT_ID},note_draft,gpt-4o-mini,2,1480,512,610,0,0.00050563,EUR,"
     "2026-11-01.gpt-4o-mini,\r\n"
-    f"2026-10-31,{TENANT_ID},case_chat,gpt-4o-mini,1,390,0,88,0,0.00012210,EUR,"
-    "2026-10-01.gpt-4o-mini,correction\r\n")
+    f"2026-11-30,{TENANT_ID},case_chat,gpt-4o-mini,1,390,0,88,0,0.00010240,EUR,"
+    "2026-11-01.gpt-4o-mini,correction\r\n")
 USAGE_EXPORT_JSON = {
-    "period": "2026-11", "tenant_id": TENANT_ID,
+    "period": "2026-12", "tenant_id": TENANT_ID,
     "line_items": [
-        {"date": "2026-11-02", "tenant_id": TENANT_ID, "feature": "case_chat",
+        {"date": "2026-12-02", "tenant_id": TENANT_ID, "feature": "case_chat",
          "deployment": "gpt-4o-mini", "requests": 4, "prompt_tokens": 2210,
          "cached_tokens": 0, "completion_tokens": 520, "estimated_tokens": 0,
-         "cost": "0.00064410", "currency": "EUR", "price_version": "2026-11-01.gpt-4o-mini",
+         "cost": "0.00059202", "currency": "EUR", "price_version": "2026-11-01.gpt-4o-mini",
          "charge_class": None},
     ],
     "totals": {"EUR": {"line_items": 1, "requests": 4, "prompt_tokens": 2210,
                        "cached_tokens": 0, "completion_tokens": 520, "estimated_tokens": 0,
-                       "cost": "0.00064410", "correction_requests": 0,
+                       "cost": "0.00059202", "correction_requests": 0,
                        "correction_cost": "0.00000000"}},
 }

@@ -109,34 +109,29 @@ def security_query(args: dict[str, Any]) -> Select[SecurityEvent]:
     return query
 
 
-def _month(period: str) -> tuple[dt.datetime, dt.datetime]:
-    """The UTC bounds [start, end) of a ``YYYY-MM`` period."""
-    year, month = (int(x) for x in period.split("-"))
-    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
-    end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.UTC)
-    return start, end
-
-
 def usage_report(db: Session, period: str) -> dict[str, Any]:
     """Sum the tenant's LLM usage ledger for one month (UTC), with breakdowns.
+
+    The month's calls are those its invoice bills (``billing_period``, migration 0010):
+    the calls that started in it, plus late settlements of an already closed month, which
+    keep their own (earlier) day in ``by_day``.
 
     ``cost`` sums the rows rated in EUR (versioned prices); rows rated before prices were
     versioned (``legacy-usd``) are summed apart in ``legacy_cost_usd``, never added to
     EUR. ``estimated_tokens`` is the part of ``total_tokens`` counted locally because the
     provider reported no usage.
     """
-    start, end = _month(period)
     rows = db.execute(text("""
-SELECT feature, deployment, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
+SELECT feature, deployment, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
        sum(prompt_tokens) AS prompt, sum(completion_tokens) AS completion,
        coalesce(sum(prompt_tokens + completion_tokens)
                 FILTER (WHERE usage_source = 'estimated'), 0) AS estimated,
        coalesce(sum(cost) FILTER (WHERE currency = 'EUR'), 0) AS cost,
        coalesce(sum(cost) FILTER (WHERE currency = 'USD'), 0) AS legacy_usd,
        count(*) AS calls
-FROM public.llm_usage WHERE created_at >= :start AND created_at < :end
+FROM public.llm_usage WHERE billing_period = :period
 GROUP BY 1, 2, 3 ORDER BY 3, 1, 2
-"""), {"start": start, "end": end}).all()
+"""), {"period": period}).all()
 
     def empty() -> dict[str, Any]:
         return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
@@ -178,16 +173,14 @@ SELECT artifact_kind AS kind, artifact_id AS id, feature, currency,
        sum(cost) AS cost,
        count(*) OVER () AS total
 FROM public.llm_usage
-WHERE tenant_id = :tenant AND created_at >= :start AND created_at < :end
-  AND artifact_id IS NOT NULL
+WHERE tenant_id = :tenant AND billing_period = :period AND artifact_id IS NOT NULL
 GROUP BY artifact_kind, artifact_id, feature, currency
 ORDER BY sum(cost) DESC, artifact_kind, artifact_id, feature, currency
 LIMIT :limit OFFSET :offset
 """
 _ARTIFACT_COUNT = """
 SELECT count(*) FROM (SELECT 1 FROM public.llm_usage
-    WHERE tenant_id = :tenant AND created_at >= :start AND created_at < :end
-      AND artifact_id IS NOT NULL
+    WHERE tenant_id = :tenant AND billing_period = :period AND artifact_id IS NOT NULL
     GROUP BY artifact_kind, artifact_id, feature, currency) AS groups
 """
 
@@ -196,8 +189,7 @@ def artifact_usage(db: Session, tenant_id: uuid.UUID, period: str, *, offset: in
                    limit: int) -> tuple[list[dict[str, Any]], int]:
     """One page of the month's usage per artifact (the therapy session a note was drafted
     for, the case chat conversation), most expensive first, and the number of rows."""
-    start, end = _month(period)
-    params = {"tenant": tenant_id, "start": start, "end": end}
+    params: dict[str, Any] = {"tenant": tenant_id, "period": period}
     rows = db.execute(text(_ARTIFACT_USAGE),
                       {**params, "limit": limit, "offset": offset}).mappings().all()
     if rows:

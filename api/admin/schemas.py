@@ -88,7 +88,8 @@ class SecurityQueryArgsSchema(ma.Schema):
 
 class UsageQueryArgsSchema(ma.Schema):
     period = ma.fields.String(
-        validate=validate.Regexp(r"^(19|20)\d\d-(0[1-9]|1[0-2])$", error="Use YYYY-MM."),
+        validate=validate.Regexp(r"^(19|20)\d\d-(0[1-9]|1[0-2])(?!\n)$",  # no trailing newline
+                                 error="Use YYYY-MM."),
         metadata={"description": "Month, YYYY-MM (default: the current month, UTC)"})
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from llm.prices import QUANTUM
+
 TOKEN_COLUMNS = ("prompt_tokens", "cached_tokens", "completion_tokens", "estimated_tokens")
 _SUMMARY = text("""
 SELECT tenant_id, tenant_name, tenant_status, currency, requests, prompt_tokens,
@@ -39,7 +41,8 @@ def usage_summary(conn: Connection, period: str) -> dict[str, Any]:
         entry = {"tenant_id": row.tenant_id, "name": row.tenant_name,
                  "status": row.tenant_status, "currency": row.currency,
                  **{column: int(getattr(row, column)) for column in COUNTS},
-                 **{column: Decimal(getattr(row, column)) for column in MONEY}}
+                 **{column: Decimal(getattr(row, column)).quantize(QUANTUM)
+                    for column in MONEY}}
         practices.append(entry)
         total = totals.setdefault(row.currency, {
             "practices": 0, **dict.fromkeys(COUNTS, 0), **dict.fromkeys(MONEY, Decimal(0))})

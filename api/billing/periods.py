@@ -49,7 +49,7 @@ from api.billing.files import (
 )
 from storage.base import BILLING_CONTAINER, BlobNotFound, Storage
 
-PERIOD_RE = re.compile(r"^(19|20)\d\d-(0[1-9]|1[0-2])$")
+PERIOD_RE = re.compile(r"(19|20)\d\d-(0[1-9]|1[0-2])")  # fullmatch: no trailing newline
 _LOCK_CLASS = 4712  # pg advisory lock class of billing months (4711: practices)
 
 
@@ -62,7 +62,7 @@ class BillingError(Exception):
 
 
 def check_period(period: str) -> str:
-    if not PERIOD_RE.match(period):
+    if not PERIOD_RE.fullmatch(period):
         raise BillingError(f"{period!r} is not a month (YYYY-MM)")
     return period
 
@@ -178,9 +178,13 @@ class _Writer:
             self.report.verified += 1
 
 
-def export_period(engine: Engine, store: Storage, period: str) -> ExportReport:
-    """Write (or, for a sealed month, verify) the month's files; see the module doc."""
+def export_period(engine: Engine, store: Storage, period: str, *,
+                  now: dt.datetime | None = None) -> ExportReport:
+    """Write (or, for a sealed month, verify) the month's files; see the module doc.
+    A month that has not begun (at ``now``, default: the current time) is refused."""
     check_period(period)
+    if period_bounds(period)[0] > (now or dt.datetime.now(dt.UTC)):
+        raise BillingError(f"{period} has not begun: nothing can be billed in it yet")
     with _period_lock(engine, period):
         return _export(engine, store, period)
 
@@ -314,13 +318,13 @@ def practice_file(conn: Connection, store: Storage, tenant_id: uuid.UUID, period
                   fmt: str) -> tuple[bytes, PeriodState]:
     """One practice's line items for the month as ``csv`` or ``json``.
 
-    A closed month's stored file is served as it is (the bytes the billing team invoiced
-    from); otherwise, or if the practice has no stored file (no usage that month), the file
-    is built from the ledger rows ``conn`` may see - the same function builds both, so the
-    bytes are the same either way.
+    A sealed month's stored file is served as it is (the bytes the billing team invoiced
+    from); otherwise (an open month, a close whose files were not all written yet, a
+    practice without usage that month) the file is built from the ledger rows ``conn`` may
+    see - by the same function that writes the stored files.
     """
     state = period_state(conn, period)
-    if state.closed:
+    if state.sealed_at is not None:  # closed and written (not before: a close cut short)
         try:
             return store.get(BILLING_CONTAINER, blob_name(period, f"{tenant_id}.{fmt}")), state
         except BlobNotFound:

@@ -42,16 +42,17 @@ def at(period: str, day: int, hour: int = 12) -> dt.datetime:
 def add_row(conn: psycopg.Connection[Any], tenant: uuid.UUID, started: dt.datetime, *,
             feature: str = "note_draft", source: str = "provider", prompt: int = 1000,
             cached: int = 0, completion: int = 100, cost: str = "0.00010000",
-            currency: str = "EUR", version: str = "test-eur-1") -> None:
+            currency: str = "EUR", version: str = "test-eur-1",
+            metered: dt.datetime | None = None) -> None:
     status = {"provider": "ok", "estimated": "disconnected", "none": "failed"}[source]
     conn.execute(
         "INSERT INTO public.llm_usage (tenant_id, user_id, feature, deployment, "
         "prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost, latency_ms, "
-        "attempts, status, usage_source, price_version, currency, started_at) "
+        "attempts, status, usage_source, price_version, currency, started_at, created_at) "
         "VALUES (%s, 'someone', %s, 'gpt-4o-mini', %s, %s, %s, 0, %s, 10, 1, %s, %s, %s, %s, "
-        "%s)",
+        "%s, coalesce(%s, now()))",
         (tenant, feature, prompt, completion, cached, Decimal(cost), status, source, version,
-         currency, started))
+         currency, started, metered))
 
 
 def seed_month(conn: psycopg.Connection[Any], tenant: uuid.UUID, period: str) -> None:
@@ -534,3 +535,61 @@ def test_months_by_start_time(app, make_practice, admin_conn):
         assert usage(app, "export", "--period", month).exit_code == 0
         assert [line["date"] for line in csv_rows(stored(app, month, f"{practice.id}.csv"))
                 ] == [f"{month}-{'30' if month == '2024-04' else '01'}"]
+
+
+def test_malformed_and_future_months_are_refused(app, make_practice, billing_as_principal):
+    practice = make_practice("Praxis Zeilenumbruch")
+    for query in ({"period": "2026-12\n"}, {"period": "2026-12\r\n"}, {"period": " 2026-12"}):
+        body = assert_error(practice.client.get(URL, headers=practice.admin.headers,
+                                                query_string=query), 422, "validation_failed")
+        assert "period" in body["errors"]["query"]
+        usage_read = practice.client.get("/api/v1/admin/usage", headers=practice.admin.headers,
+                                         query_string=query)
+        assert_error(usage_read, 422, "validation_failed")
+    for command in ("export", "close"):
+        result = usage(app, command, "--period", "2026-12\n")
+        assert result.exit_code == 2 and "not a month" in result.output
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=62)).strftime("%Y-%m")
+    result = usage(app, "export", "--period", future)
+    assert result.exit_code == 1 and "has not begun" in result.output
+    assert month_files(app, future) == {}
+
+
+def test_a_month_closed_but_not_yet_written_is_built_from_the_ledger(app, make_practice,
+                                                                     admin_conn):
+    period = "2024-08"
+    practice = make_practice("Praxis Halb")
+    seed_month(admin_conn, practice.id, period)
+    assert usage(app, "export", "--period", period).exit_code == 0  # interim files
+    add_row(admin_conn, practice.id, at(period, 30))  # more usage before the close
+    interim = stored(app, period, f"{practice.id}.csv")
+    # A close whose file writing was cut short: closed, not sealed, interim files stored.
+    admin_conn.execute("INSERT INTO public.billing_periods (period) VALUES (%s)", (period,))
+    response = download(practice, practice.admin.headers, period)
+    assert response.headers["X-Billing-Period"] == "closed"
+    assert response.data != interim
+    assert sum_lines(csv_rows(response.data)) == ledger(admin_conn, practice.id, period)
+    # Running close again writes, seals, and from then on the stored bytes are served.
+    assert usage(app, "close", "--period", period).exit_code == 0
+    assert stored(app, period, f"{practice.id}.csv") == response.data
+    assert admin_conn.execute("SELECT sealed_at IS NOT NULL FROM public.billing_periods "
+                              "WHERE period = %s", (period,)).fetchone() == (True,)
+
+
+def test_the_practice_dashboard_counts_a_call_in_the_month_its_invoice_does(
+        app, make_practice, admin_conn):
+    practice = make_practice("Praxis Dashboard")
+    add_row(admin_conn, practice.id, dt.datetime(2024, 9, 30, 23, 59, 59, tzinfo=dt.UTC),
+            metered=dt.datetime(2024, 10, 1, 0, 0, 1, tzinfo=dt.UTC), cost="0.00029170")
+    add_row(admin_conn, practice.id, at("2024-10", 2), cost="0.00000345")
+    h = practice.admin.headers
+    september = practice.client.get("/api/v1/admin/usage", headers=h,
+                                    query_string={"period": "2024-09"}).json
+    october = practice.client.get("/api/v1/admin/usage", headers=h,
+                                  query_string={"period": "2024-10"}).json
+    assert (september["calls"], september["cost"]) == (1, "0.00029170")
+    assert list(september["by_day"]) == ["2024-09-30"]
+    assert (october["calls"], october["cost"]) == (1, "0.00000345")
+    for month, dashboard in (("2024-09", september), ("2024-10", october)):
+        lines = csv_rows(download(practice, h, month).data)
+        assert sum(Decimal(line["cost"]) for line in lines) == Decimal(dashboard["cost"])
