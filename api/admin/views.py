@@ -221,7 +221,9 @@ class Usage(MethodView):
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Show the practice's LLM token usage for a month, with its budget.
 
-        Totals and breakdowns by feature, model and day (UTC), from the metering ledger.
+        Totals and breakdowns by feature, model and day (UTC, the day a call started),
+        from the metering ledger: the calls the month's invoice bills (those that started
+        in it, and late settlements of an already closed month, under their own day).
         `cost` is in EUR: each call is rated with the price version valid when it started
         (the platform's price table, `LLM_PRICES_FILE`) and keeps that rating when prices
         change later; an exact decimal sent as a string so that no float rounding creeps
