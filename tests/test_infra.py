@@ -187,7 +187,8 @@ def test_the_web_app_runs_the_app_as_designed():
     assert command[0] == "bash"
     script = (INFRA.parent / command[1]).read_text()
     assert script.rstrip().splitlines()[-1].strip() == "exec gunicorn wsgi:app"
-    assert "flask tenancy upgrade" in script
+    assert "python scripts/release.py" in script.splitlines()
+    assert '"flask", "tenancy", "upgrade"' in (INFRA.parent / "scripts" / "release.py").read_text()
 
 
 def test_the_app_role_goes_through_pgbouncer_where_the_server_has_it():
