@@ -7,11 +7,14 @@ docs/operations.md, "What only Azure can verify".
 
 from __future__ import annotations
 
+import importlib.util
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.utils import canonicalize_name
 from pycep import BicepParser
 
 from api.secrets import SECRET_SETTINGS
@@ -234,3 +237,23 @@ def test_the_identity_has_exactly_the_four_roles():
         "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",  # Cognitive Services OpenAI User
     }
     assert len(resources_of_type(roles, "Microsoft.Authorization/roleAssignments")) == 4
+
+
+def test_app_service_installs_the_locked_runtime_dependencies_only():
+    spec = importlib.util.spec_from_file_location(
+        "production_requirements", INFRA.parent / "scripts" / "production_requirements.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    project = tomllib.loads((INFRA.parent / "pyproject.toml").read_text())["project"]
+    pins = {canonicalize_name(name): version
+            for name, version in script.runtime_closure(project["dependencies"]).items()}
+    locked = dict(line.strip().split("==") for line in
+                  (INFRA.parent / "requirements.lock").read_text().splitlines()
+                  if "==" in line and not line.startswith("#"))
+    locked = {canonicalize_name(name): version for name, version in locked.items()}
+    assert {name: locked.get(name) for name in pins} == pins
+    assert {"flask", "gunicorn", "psycopg-binary", "azure-identity"} <= set(pins)
+    dev = {canonicalize_name(r.split("==")[0].split("[")[0])
+           for r in project["optional-dependencies"]["dev"]}
+    assert not dev & set(pins)
