@@ -65,6 +65,7 @@ OTHER_SETTINGS = {
     "SCM_DO_BUILD_DURING_DEPLOYMENT": "App Service: install requirements.txt at deployment",
     "WEBSITES_CONTAINER_START_TIME_LIMIT": "App Service: time for migrations before "
                                            "gunicorn listens (scripts/appservice-start.sh)",
+    "GUNICORN_CONTROL_SOCKET": "gunicorn.conf.py: 'off', no local control socket on App Service",
 }
 
 # Settings outside api.secrets.SECRET_SETTINGS whose values carry a credential.

@@ -87,6 +87,8 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
         // while before gunicorn listens (scripts/appservice-start.sh).
         { name: 'SCM_DO_BUILD_DURING_DEPLOYMENT', value: 'true' }
         { name: 'WEBSITES_CONTAINER_START_TIME_LIMIT', value: '1200' }
+        // gunicornc's local control socket has no use on App Service.
+        { name: 'GUNICORN_CONTROL_SOCKET', value: 'off' }
       ]
     }
   }
