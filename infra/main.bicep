@@ -4,7 +4,9 @@
 
 targetScope = 'resourceGroup'
 
-@description('Short name used in resource names.')
+@description('Short name used in resource names: lower-case letters (Key Vault and Storage names allow 24 characters, with a 13-character suffix).')
+@minLength(3)
+@maxLength(7)
 param name string = 'clinai'
 
 @description('azd environment name (tag azd-env-name).')

@@ -10,7 +10,7 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: exports are downloaded by the client's browser straight from Blob Storage through short-lived user-delegation SAS links, so the account must accept public network traffic; no anonymous access and no account keys
   // checkov:skip=CKV_AZURE_59: same reason as CKV_AZURE_35: the browser fetches export downloads from the account's public endpoint (SAS links); anonymous blob access is off
   // checkov:skip=CKV_AZURE_206: LRS is the decision record's choice for the MVP (exports are re-creatable, billing files are rebuilt from the ledger); GRS would copy health data to the paired region
-  // checkov:skip=CKV_AZURE_43: the name is 'clinaist' plus uniqueString(): lower-case letters and digits, 21 characters; checkov cannot evaluate the expression
+  // checkov:skip=CKV_AZURE_43: the name is `name` (3-7 lower-case letters, main.bicep) + 'st' + uniqueString() (13 lower-case letters and digits): at most 22 characters; checkov cannot evaluate the expression
   name: '${name}st${suffix}'
   location: location
   tags: tags
