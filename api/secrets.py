@@ -2,7 +2,8 @@
 
 In Azure, App Service's managed identity reads the vault (``AZURE_KEY_VAULT_URL``,
 ``DefaultAzureCredential``); locally, secrets come from environment variables and no
-vault is contacted. A setting the environment sets always wins and never changes.
+vault is contacted. A setting the environment sets wins; it rotates only if it holds the
+vault's current value at start-up (a Key Vault reference, ``vault_mirrored``).
 
 Rotation without a restart (``Secrets``): a setting that came from the vault is read
 through ``Secrets.get``, which re-reads it once its value is older than
@@ -88,6 +89,18 @@ def fill_missing(config: MutableMapping[str, Any], source: SecretSource) -> list
                 config[setting] = value
                 filled.append(setting)
     return filled
+
+
+def vault_mirrored(config: Mapping[str, Any], source: SecretSource) -> list[str]:
+    """The rotating settings the environment set to the vault's current value.
+
+    On App Service a Key Vault reference (``@Microsoft.KeyVault(...)``) arrives as an
+    ordinary environment variable holding the secret's value at start-up; such a setting
+    is the vault's, so it rotates like one read from the vault. A value that differs from
+    the vault's was set on purpose and stays fixed.
+    """
+    return [setting for setting in sorted(ROTATING)
+            if config.get(setting) and source.get(SECRET_SETTINGS[setting]) == config[setting]]
 
 
 class Secrets:

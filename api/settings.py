@@ -166,7 +166,7 @@ def validate(config: Mapping[str, Any]) -> None:
 def load(test_config: Mapping[str, Any] | None = None,
          secret_source: Any = None) -> dict[str, Any]:
     """Merge defaults, environment, Key Vault (for what is still unset) and overrides."""
-    from api.secrets import FROM_VAULT_KEY, KeyVaultSource, fill_missing
+    from api.secrets import FROM_VAULT_KEY, KeyVaultSource, fill_missing, vault_mirrored
 
     config = dict(DEFAULTS)
     config.update(from_environment(os.environ))
@@ -177,6 +177,7 @@ def load(test_config: Mapping[str, Any] | None = None,
         secret_source = KeyVaultSource(config["AZURE_KEY_VAULT_URL"])
     config[FROM_VAULT_KEY] = ()
     if secret_source is not None:
-        config[FROM_VAULT_KEY] = tuple(fill_missing(config, secret_source))
+        config[FROM_VAULT_KEY] = tuple(fill_missing(config, secret_source)
+                                       + vault_mirrored(config, secret_source))
         config["KEY_VAULT_SOURCE"] = secret_source
     return config

@@ -1,191 +1,200 @@
-// ClinAI MVP infrastructure, Azure Germany West Central (see shared INFRASTRUCTURE_DECISION).
-// Not deployed from CI; validate with `az bicep build --file infra/main.bicep` and deploy with
-// `az deployment group create -g <rg> -f infra/main.bicep -p postgresAdminPassword=...`.
+// ClinAI: every Azure service of the decision record (shared INFRASTRUCTURE_DECISION), in
+// Azure Germany West Central. Entry point for `azd up` (azure.yaml) and for
+// `az deployment group create -f infra/main.bicep`. What each module holds: infra/README.md.
 
 targetScope = 'resourceGroup'
 
-@description('Short name used in resource names.')
+@description('Short name used in resource names: lower-case letters (Key Vault and Storage names allow 24 characters, with a 13-character suffix).')
+@minLength(3)
+@maxLength(7)
 param name string = 'clinai'
 
+@description('azd environment name (tag azd-env-name).')
+param environmentName string = 'prod'
+
+@description('Health data stays in Germany: the only region allowed.')
+@allowed([ 'germanywestcentral' ])
 param location string = 'germanywestcentral'
 
-@description('Azure AD B2C / Entra External ID OpenID metadata document of the user flow.')
-param oidcMetadataUrl string
+@description('Static Web Apps are not offered in Germany West Central; the frontend\'s static files hold no health data.')
+param staticWebAppLocation string = 'westeurope'
 
+// Identity (B2C / Entra External ID; the tenant and its user flows: docs/operations.md).
+@description('OpenID metadata document of the B2C user flow (or Entra External ID tenant).')
+param oidcMetadataUrl string
 @description('Application (client) id of the API registration: the token audience.')
 param apiAudience string
-
+@description('Claim holding the practice id: B2C custom attribute tenant_id.')
+param authTenantClaim string = 'extension_tenant_id'
+@description('Claim holding the role: B2C custom attribute role.')
+param authRoleClaim string = 'extension_role'
+@description('HTTP Basic user name the B2C API connector sends.')
+param b2cConnectorUsername string = 'b2c-connector'
 @secure()
-param postgresAdminPassword string
-
-@secure()
+@description('HTTP Basic password the B2C API connector sends.')
 param b2cConnectorPassword string
 
+// Database.
+param postgresAdminLogin string = 'clinaiadmin'
+@secure()
+param postgresAdminPassword string
+@secure()
+@description('Password of the app role (clinai_app); `flask tenancy upgrade` sets it.')
+param databaseAppPassword string
+@description('Decision record: Burstable B1ms. Azure\'s built-in PgBouncer needs GeneralPurpose or MemoryOptimized (e.g. Standard_D2ds_v5).')
+param postgresSkuName string = 'Standard_B1ms'
+@allowed([ 'Burstable', 'GeneralPurpose', 'MemoryOptimized' ])
+param postgresTier string = 'Burstable'
+
+// Compute and AI.
+param appServiceSkuName string = 'B1'
+@allowed([ 'Standard', 'DataZoneStandard' ])
+@description('Standard keeps processing in Germany West Central where gpt-4o-mini has regional capacity; DataZoneStandard keeps it in the EU data zone.')
+param openAiDeploymentType string = 'DataZoneStandard'
+@description('gpt-4o-mini capacity, in thousands of tokens per minute.')
+param openAiCapacity int = 30
+
+// Operations.
+@description('Where the alerts go.')
+param alertEmail string
+@description('Token subjects of the billing team, comma-separated (empty: nobody).')
+param billingPrincipals string = ''
+@description('Browser origins allowed to call the API besides the Static Web App (custom domains).')
+param extraCorsOrigins array = []
+
 var suffix = uniqueString(resourceGroup().id)
+var tags = { 'azd-env-name': environmentName, workload: name }
+var databaseName = 'clinai'
+var appRole = 'clinai_app'
 
-resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
-  name: '${name}-logs-${suffix}'
-  location: location
-  properties: { sku: { name: 'PerGB2018' }, retentionInDays: 30 }
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: { name: name, suffix: suffix, location: location, tags: tags }
 }
 
-resource insights 'Microsoft.Insights/components@2020-02-02' = {
-  name: '${name}-ai-${suffix}'
-  location: location
-  kind: 'web'
-  properties: { Application_Type: 'web', WorkspaceResourceId: logs.id }
-}
-
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
-  name: '${name}-kv-${suffix}'
-  location: location
-  properties: {
-    tenantId: subscription().tenantId
-    sku: { family: 'A', name: 'standard' }
-    enableRbacAuthorization: true
-    enablePurgeProtection: true
-    softDeleteRetentionInDays: 90
+module vault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  params: {
+    name: name
+    suffix: suffix
+    location: location
+    tags: tags
+    workspaceId: monitoring.outputs.workspaceId
   }
 }
 
-resource postgres 'Microsoft.DBforPostgreSQL/flexibleServers@2023-12-01-preview' = {
-  name: '${name}-pg-${suffix}'
-  location: location
-  sku: { name: 'Standard_B1ms', tier: 'Burstable' }
-  properties: {
-    version: '16'
-    administratorLogin: 'clinaiadmin'
-    administratorLoginPassword: postgresAdminPassword
-    storage: { storageSizeGB: 32 }
-    backup: { backupRetentionDays: 7, geoRedundantBackup: 'Disabled' }
-    highAvailability: { mode: 'Disabled' }
+module postgres 'modules/postgres.bicep' = {
+  name: 'postgres'
+  params: {
+    name: name
+    suffix: suffix
+    location: location
+    tags: tags
+    skuName: postgresSkuName
+    tier: postgresTier
+    adminLogin: postgresAdminLogin
+    adminPassword: postgresAdminPassword
+    databaseName: databaseName
   }
 }
 
-resource database 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2023-12-01-preview' = {
-  parent: postgres
-  name: 'clinai'
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: { name: name, suffix: suffix, location: location, tags: tags }
 }
 
-resource allowAzure 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2023-12-01-preview' = {
-  parent: postgres
-  name: 'allow-azure-services'
-  properties: { startIpAddress: '0.0.0.0', endIpAddress: '0.0.0.0' }
-}
-
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  name: '${name}st${suffix}'
-  location: location
-  sku: { name: 'Standard_LRS' }
-  kind: 'StorageV2'
-  properties: {
-    allowBlobPublicAccess: false
-    minimumTlsVersion: 'TLS1_2'
-    supportsHttpsTrafficOnly: true
+module openAi 'modules/openai.bicep' = {
+  name: 'openai'
+  params: {
+    name: name
+    suffix: suffix
+    location: location
+    tags: tags
+    workspaceId: monitoring.outputs.workspaceId
+    deploymentName: 'gpt-4o-mini'
+    modelName: 'gpt-4o-mini'
+    modelVersion: '2024-07-18'
+    deploymentType: openAiDeploymentType
+    capacity: openAiCapacity
   }
 }
 
-resource openai 'Microsoft.CognitiveServices/accounts@2024-10-01' = {
-  name: '${name}-oai-${suffix}'
-  location: location
-  kind: 'OpenAI'
-  sku: { name: 'S0' }
-  properties: { customSubDomainName: '${name}-oai-${suffix}', disableLocalAuth: true }
-}
-
-resource chat 'Microsoft.CognitiveServices/accounts/deployments@2024-10-01' = {
-  parent: openai
-  name: 'gpt-4o-mini'
-  sku: { name: 'Standard', capacity: 30 }
-  properties: { model: { format: 'OpenAI', name: 'gpt-4o-mini', version: '2024-07-18' } }
-}
-
-resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
-  name: '${name}-plan-${suffix}'
-  location: location
-  kind: 'linux'
-  sku: { name: 'B1' }
-  properties: { reserved: true }
-}
-
-resource app 'Microsoft.Web/sites@2023-12-01' = {
-  name: '${name}-api-${suffix}'
-  location: location
-  identity: { type: 'SystemAssigned' }
-  properties: {
-    serverFarmId: plan.id
-    httpsOnly: true
-    siteConfig: {
-      linuxFxVersion: 'PYTHON|3.11'
-      appCommandLine: 'gunicorn wsgi:app'
-      minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      healthCheckPath: '/readyz'
-      appSettings: [
-        { name: 'APP_ENV', value: 'production' }
-        { name: 'AZURE_KEY_VAULT_URL', value: vault.properties.vaultUri }
-        { name: 'AUTH_OIDC_METADATA_URL', value: oidcMetadataUrl }
-        { name: 'AUTH_AUDIENCE', value: apiAudience }
-        { name: 'B2C_CONNECTOR_USERNAME', value: 'b2c-connector' }
-        { name: 'AZURE_OPENAI_ENDPOINT', value: openai.properties.endpoint }
-        { name: 'AZURE_OPENAI_CHAT_DEPLOYMENT', value: chat.name }
-        { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
-        { name: 'SCM_DO_BUILD_DURING_DEPLOYMENT', value: 'true' }
-      ]
-    }
+module secrets 'modules/secrets.bicep' = {
+  name: 'secrets'
+  params: {
+    vaultName: vault.outputs.name
+    insightsName: monitoring.outputs.insightsName
+    postgresFqdn: postgres.outputs.fqdn
+    databaseName: postgres.outputs.databaseName
+    adminLogin: postgresAdminLogin
+    adminPassword: postgresAdminPassword
+    appRole: appRole
+    appPassword: databaseAppPassword
+    appPort: postgres.outputs.appPort
+    b2cConnectorPassword: b2cConnectorPassword
   }
 }
 
-// Secrets the app reads from the vault with its managed identity (api/secrets.py).
-resource databaseUrl 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  parent: vault
-  name: 'database-url'
-  properties: {
-    value: 'postgresql://clinaiadmin:${uriComponent(postgresAdminPassword)}@${postgres.properties.fullyQualifiedDomainName}:5432/${database.name}?sslmode=require'
+module frontend 'modules/staticwebapp.bicep' = {
+  name: 'staticwebapp'
+  params: { name: name, suffix: suffix, location: staticWebAppLocation, tags: tags }
+}
+
+module api 'modules/appservice.bicep' = {
+  name: 'appservice'
+  params: {
+    name: name
+    suffix: suffix
+    location: location
+    tags: tags
+    workspaceId: monitoring.outputs.workspaceId
+    skuName: appServiceSkuName
+    keyVaultUri: vault.outputs.uri
+    secretUris: secrets.outputs.uris
+    oidcMetadataUrl: oidcMetadataUrl
+    apiAudience: apiAudience
+    authTenantClaim: authTenantClaim
+    authRoleClaim: authRoleClaim
+    b2cConnectorUsername: b2cConnectorUsername
+    openAiEndpoint: openAi.outputs.endpoint
+    openAiDeployment: openAi.outputs.deploymentName
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    appRole: appRole
+    databaseAppPooler: postgres.outputs.appPooler
+    billingPrincipals: billingPrincipals
+    corsOrigins: concat([ 'https://${frontend.outputs.defaultHostname}' ], extraCorsOrigins)
   }
 }
 
-resource connectorPassword 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  parent: vault
-  name: 'b2c-connector-password'
-  properties: { value: b2cConnectorPassword }
-}
-
-var roles = {
-  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
-  openAiUser: '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
-  blobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
-}
-
-resource appReadsSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  scope: vault
-  name: guid(vault.id, app.id, roles.keyVaultSecretsUser)
-  properties: {
-    principalId: app.identity.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+module roles 'modules/roles.bicep' = {
+  name: 'roles'
+  params: {
+    principalId: api.outputs.principalId
+    vaultName: vault.outputs.name
+    storageName: storage.outputs.name
+    openAiName: openAi.outputs.name
   }
 }
 
-resource appUsesOpenAi 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  scope: openai
-  name: guid(openai.id, app.id, roles.openAiUser)
-  properties: {
-    principalId: app.identity.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.openAiUser)
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    name: name
+    location: location
+    tags: tags
+    workspaceId: monitoring.outputs.workspaceId
+    appId: api.outputs.id
+    openAiId: openAi.outputs.id
+    alertEmail: alertEmail
   }
 }
 
-resource appWritesBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  scope: storage
-  name: guid(storage.id, app.id, roles.blobDataContributor)
-  properties: {
-    principalId: app.identity.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataContributor)
-  }
-}
-
-output apiUrl string = 'https://${app.properties.defaultHostName}'
-output keyVaultUrl string = vault.properties.vaultUri
+// azd writes these into the environment (.azure/<env>/.env); the deploy workflow reads them.
+output SERVICE_API_NAME string = api.outputs.name
+output SERVICE_API_URI string = 'https://${api.outputs.defaultHostName}'
+output AZURE_KEY_VAULT_NAME string = vault.outputs.name
+output AZURE_KEY_VAULT_URL string = vault.outputs.uri
+output POSTGRES_SERVER_NAME string = postgres.outputs.serverName
+output POSTGRES_PGBOUNCER_ENABLED bool = postgres.outputs.pgBouncerEnabled
+output STATIC_WEB_APP_NAME string = frontend.outputs.name
+output STATIC_WEB_APP_URI string = 'https://${frontend.outputs.defaultHostname}'

@@ -124,15 +124,28 @@ class Clock:
 def test_settings_come_from_the_vault_through_the_sdk(monkeypatch):
     for name in ("DATABASE_URL", "AZURE_OPENAI_API_KEY", "B2C_CONNECTOR_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
-    source, vault = vault_source({"database-url": "postgresql://vault-user:pw@db/clinai",
+    source, _vault = vault_source({"database-url": "postgresql://vault-user:pw@db/clinai",
                                   "azure-openai-api-key": "key-from-vault"})
     config = settings.load({"B2C_CONNECTOR_PASSWORD": "from-env"}, secret_source=source)
     assert config["DATABASE_URL"] == "postgresql://vault-user:pw@db/clinai"
     assert config["AZURE_OPENAI_API_KEY"] == "key-from-vault"
-    assert config["B2C_CONNECTOR_PASSWORD"] == "from-env"  # set settings win, unasked
-    assert "b2c-connector-password" not in vault.reads
+    assert config["B2C_CONNECTOR_PASSWORD"] == "from-env"  # set settings win
     assert set(config["KEY_VAULT_SETTINGS"]) == {"DATABASE_URL", "AZURE_OPENAI_API_KEY"}
     assert source.get("storage-signing-key") is None  # 404: simply not set
+
+
+def test_a_key_vault_reference_in_the_environment_rotates_like_a_vault_read(monkeypatch):
+    """App Service resolves @Microsoft.KeyVault(...) app settings into environment
+    variables: equal to the vault's value at start-up, they are the vault's."""
+    for name in ("DATABASE_APP_PASSWORD", "B2C_CONNECTOR_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    source, _vault = vault_source({"database-app-password": "same",
+                                   "b2c-connector-password": "vault-value"})
+    config = settings.load({"DATABASE_APP_PASSWORD": "same",
+                            "B2C_CONNECTOR_PASSWORD": "set-on-purpose"}, secret_source=source)
+    assert "DATABASE_APP_PASSWORD" in config["KEY_VAULT_SETTINGS"]
+    assert "B2C_CONNECTOR_PASSWORD" not in config["KEY_VAULT_SETTINGS"]
+    assert config["B2C_CONNECTOR_PASSWORD"] == "set-on-purpose"
 
 
 def test_a_secret_is_reread_when_old_and_after_a_refused_login(caplog):
