@@ -180,7 +180,12 @@ def ensure_roles(config: DatabaseConfig) -> str | None:
     ``config.password_file``), else None.
     """
     owner, app = _quote(config.owner_role), _quote(config.app_role)
-    password = config.app_password
+    if config.secrets is not None:
+        # A rotation: the vault's newest version, even if this process started with the
+        # old one (a Key Vault reference resolved into the environment before it).
+        config.secrets.refresh("DATABASE_APP_PASSWORD")
+        config.secrets.refresh("DATABASE_URL")
+    password = config.current("DATABASE_APP_PASSWORD", config.app_password)
     generated = None
     if not password:
         password = config.resolved_app_password()

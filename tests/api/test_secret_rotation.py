@@ -33,7 +33,12 @@ from sqlalchemy.pool import NullPool
 from api import create_app, settings
 from api.secrets import KeyVaultSource, Secrets
 from llm.simulator import Simulator, serve
-from tenancy.database import DatabaseConfig, create_app_engine, create_owner_engine
+from tenancy.database import (
+    DatabaseConfig,
+    create_app_engine,
+    create_owner_engine,
+    ensure_roles,
+)
 from tests import pgauth
 from tests.conftest import app_config
 from tests.llm.test_metering import make_case, post_draft
@@ -334,3 +339,18 @@ def test_a_rotated_connector_password_is_accepted_without_a_restart(database_url
     finally:
         connector_app.extensions["clinai_exports"].shutdown()
         connector_app.extensions["clinai_db"].dispose()
+
+
+def test_the_release_step_sets_the_vaults_newest_app_password(scram_url):
+    """`flask tenancy upgrade` in a process that started before the rotation (its
+    environment holds the old value) still sets the vault's newest password."""
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    source, _vault = vault_source({"database-app-password": "rotated-password"})
+    secrets = Secrets(source, {"DATABASE_APP_PASSWORD": "old-password"},
+                      max_age_seconds=600, clock=Clock())
+    config = DatabaseConfig(admin_url=scram_url, app_role=role, owner_role=f"o_{role}",
+                            app_password="old-password", secrets=secrets)
+    assert ensure_roles(config) is None
+    app_login = make_url(scram_url).set(username=role, password="rotated-password")
+    with psycopg.connect(app_login.render_as_string(hide_password=False)) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (role,)
