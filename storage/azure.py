@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 from typing import IO, Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
@@ -88,6 +89,18 @@ class AzureBlobStorage:
             raise BlobNotFound("no such blob") from exc
         except AzureError as exc:
             raise StorageUnavailable(f"blob storage failed ({type(exc).__name__})") from exc
+
+    def sha256(self, container: str, name: str) -> str:
+        blob = self.service.get_blob_client(check_container(container), check_name(name))
+        digest = hashlib.sha256()
+        try:
+            for chunk in blob.download_blob().chunks():
+                digest.update(chunk)
+        except ResourceNotFoundError as exc:
+            raise BlobNotFound("no such blob") from exc
+        except AzureError as exc:
+            raise StorageUnavailable(f"blob storage failed ({type(exc).__name__})") from exc
+        return digest.hexdigest()
 
     def delete(self, container: str, name: str) -> None:
         blob = self.service.get_blob_client(check_container(container), check_name(name))

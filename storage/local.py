@@ -115,6 +115,15 @@ class LocalStorage:
         except OSError as exc:
             raise StorageUnavailable("the local storage could not be read") from exc
 
+    def sha256(self, container: str, name: str) -> str:
+        try:
+            with self._path(container, name).open("rb") as handle:
+                return hashlib.file_digest(handle, "sha256").hexdigest()
+        except FileNotFoundError as exc:
+            raise BlobNotFound("no such blob") from exc
+        except OSError as exc:
+            raise StorageUnavailable("the local storage could not be read") from exc
+
     def delete(self, container: str, name: str) -> None:
         try:
             self._path(container, name).unlink(missing_ok=True)

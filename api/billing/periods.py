@@ -172,7 +172,7 @@ class _Writer:
         elif name not in self.existing:
             self.store.put(BILLING_CONTAINER, name, payload, content_type=content_type)
             self.report.restored.append(name)
-        elif hashlib.sha256(self.store.get(BILLING_CONTAINER, name)).hexdigest() != sha:
+        elif self.store.sha256(BILLING_CONTAINER, name) != sha:  # chunked, never whole
             self.report.mismatched.append(name)
         else:
             self.report.verified += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import tempfile
 import time
@@ -60,6 +61,16 @@ def test_put_get_list_delete(backend: Any) -> None:
     backend.delete_container(container)
     backend.delete_container(container)
     assert backend.list(container) == []
+
+
+def test_sha256_is_of_the_stored_bytes(backend: Any) -> None:
+    container = tenant_container(uuid.uuid4())
+    payload = os.urandom(5 * 1024 * 1024 + 17)  # more than one download chunk
+    backend.put(container, "billing/big.csv", payload)
+    assert backend.sha256(container, "billing/big.csv") == hashlib.sha256(payload).hexdigest()
+    with pytest.raises(BlobNotFound):
+        backend.sha256(container, "billing/missing.csv")
+    backend.delete_container(container)
 
 
 def test_containers_are_separate(backend: Any) -> None:
