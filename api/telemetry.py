@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Flask, Response, has_request_context, request
+from flask import Flask, Response, g, has_request_context, request
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
@@ -90,23 +90,18 @@ def init_app(app: Flask) -> None:
             for key in ("request_id", "tenant_id"):
                 if fields.get(key):
                     span.set_attribute(key, str(fields[key]))
-        started = request.environ.get(_STARTED)
+        started = g.get("started")  # api.logs' clock of the request
         if started is not None:
             _duration.record((time.perf_counter() - started) * 1000, {
                 "route": rule, "method": request.method,
                 "status_code": str(response.status_code)})
         return response
 
-    @app.before_request
-    def _start() -> None:
-        request.environ[_STARTED] = time.perf_counter()
-
     connection_string = app.config.get("APPLICATIONINSIGHTS_CONNECTION_STRING")
     if connection_string:
         configure(app, connection_string)
 
 
-_STARTED = "clinai.telemetry.started"
 # The exporter's own calls elsewhere, off unless the environment turns them on ("false").
 OUTBOUND_OFF = ("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL",
                 "APPLICATIONINSIGHTS_SDKSTATS_DISABLED",

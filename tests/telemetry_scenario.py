@@ -24,7 +24,7 @@ from sqlalchemy import text
 
 from api import create_app
 from api.db import get_db
-from api.telemetry import Pipeline
+from api.telemetry import OUTBOUND_OFF, Pipeline
 from llm.simulator import Simulator, serve
 from tests.conftest import app_config
 from tests.oidc import LocalIssuer
@@ -195,7 +195,8 @@ def main() -> None:
     issuer.close()
     print(json.dumps({"tenant_id": tenant, "secrets": [*tokens, spec["llm_key"],
                                                        "scenario-access-token"],
-                      "azure_calls": transport.sent}))
+                      "azure_calls": transport.sent,
+                      "outbound": {name: os.environ.get(name) for name in OUTBOUND_OFF}}))
     sys.stdout.flush()
 
 

@@ -56,6 +56,7 @@ class Run:
     tenant_id: str
     secrets: list[str]
     azure_calls: list[str]
+    outbound: dict[str, str]
 
     def of(self, base_type: str) -> list[dict[str, Any]]:
         return self.stand_in.items(base_type)
@@ -83,13 +84,16 @@ def run(app, database_url, tmp_path_factory) -> Iterator[Run]:
         assert done.returncode == 0, done.stderr[-4000:]
         result = json.loads(done.stdout.strip().splitlines()[-1])
         yield Run(stand_in, markers, result["tenant_id"], result["secrets"],
-                  result["azure_calls"])
+                  result["azure_calls"], result["outbound"])
     finally:
         stand_in.close()
 
 
 def test_the_exporter_calls_nothing_but_the_ingestion_endpoint(run):
-    assert run.stand_in.other == []  # no live metrics, statsbeat or control plane
+    assert run.stand_in.other == []  # no live metrics (they would come here)
+    # Statsbeat and the control plane would go to Microsoft's hosts, not the stand-in: the
+    # pipeline turned them off (the child's environment did not set them).
+    assert run.outbound == dict.fromkeys(run.outbound, "true") and len(run.outbound) == 3
     counts = run.stand_in.counts()
     print("envelopes by type:", json.dumps(counts, sort_keys=True))
     assert {"RequestData", "RemoteDependencyData", "MessageData", "ExceptionData",
