@@ -83,7 +83,7 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _measure(response: Response) -> Response:
-        rule = request.url_rule.rule if request.url_rule else "(unmatched)"
+        rule = request.url_rule.rule if request.url_rule else UNMATCHED
         fields = request_fields()
         span = trace.get_current_span()
         if span.is_recording():
