@@ -15,7 +15,19 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     Key Vault (``AZURE_KEY_VAULT_URL``, or ``secret_source``) for secrets still unset."""
     from flask import Flask
 
-    from api import apidoc, auth, cli, db, errors, llm, logs, secrets, settings, storage
+    from api import (
+        apidoc,
+        auth,
+        cli,
+        db,
+        errors,
+        llm,
+        logs,
+        secrets,
+        settings,
+        storage,
+        telemetry,
+    )
     from api.admin.views import blp as admin_blp
     from api.b2c.views import blp as b2c_blp
     from api.billing.views import blp as billing_blp
@@ -54,6 +66,9 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     )
 
     logs.init_app(app)
+    # Before anything connects or calls out: the instrumentations wrap psycopg's connect,
+    # httpx2's transport and the Azure SDK's tracing for the whole process.
+    telemetry.init_app(app)
     db.init_app(app)
     auth.init_app(app)
     errors.init_app(app)
@@ -70,8 +85,4 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     app.register_blueprint(health_bp)
     app.register_blueprint(docs_bp)
     cli.init_app(app)
-    if app.config["APPLICATIONINSIGHTS_CONNECTION_STRING"]:
-        from api.telemetry import configure_azure_monitor_for
-
-        configure_azure_monitor_for(app)
     return app

@@ -44,6 +44,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def request_fields() -> dict[str, str]:
+    """The server's request id and the caller's tenant id of the current request (empty
+    outside one, or before authentication): what logs and telemetry name a request by."""
+    if not has_request_context():
+        return {}
+    fields = {}
+    if g.get("request_id"):
+        fields["request_id"] = str(g.request_id)
+    actor = g.get("actor")
+    if actor is not None:
+        fields["tenant_id"] = str(actor.tenant_id)
+    return fields
+
+
 # One JSON handler per process, however many apps it creates (tests create many).
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""

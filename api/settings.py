@@ -54,6 +54,11 @@ DEFAULTS: dict[str, Any] = {
     "BILLING_GRACE_HOURS": 48,
     "LOG_LEVEL": "INFO",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": None,
+    # Application Insights' cloud role name and role instance (default: App Service's
+    # WEBSITE_INSTANCE_ID, else the host name), and the share of traces kept (0-1].
+    "APPLICATIONINSIGHTS_ROLE_NAME": "clinai-api",
+    "APPLICATIONINSIGHTS_ROLE_INSTANCE": None,
+    "APPLICATIONINSIGHTS_SAMPLING_RATIO": 1.0,
     "AZURE_KEY_VAULT_URL": None,
     # Secrets read from Key Vault are re-read after this long (and at once after an
     # authentication failure), so a rotated secret is used without a restart.
@@ -73,6 +78,7 @@ _INT_SETTINGS = {
     "LLM_DEFAULT_MONTHLY_TOKEN_BUDGET", "LLM_TENANT_REQUESTS_PER_MINUTE",
     "LLM_TENANT_TOKENS_PER_MINUTE", "LLM_TIMEOUT_SECONDS", "LLM_MAX_ATTEMPTS",
 }
+_FLOAT_SETTINGS = {"APPLICATIONINSIGHTS_SAMPLING_RATIO"}
 DEV_AUDIENCE = "clinai-dev-api"
 # Environments where the in-process LLM simulator may stand in for Azure OpenAI.
 DEV_ENVS = frozenset({"development", "test"})
@@ -100,6 +106,11 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
                 values[key] = int(raw)
             except ValueError as exc:
                 raise ConfigError(f"{key} must be an integer") from exc
+        elif key in _FLOAT_SETTINGS:
+            try:
+                values[key] = float(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{key} must be a number") from exc
         else:
             values[key] = raw
     return values
@@ -158,6 +169,8 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError("BILLING_GRACE_HOURS must be between 0 and 744")
     if not 1 <= int(config.get("EXPORT_WORKERS", 2)) <= 16:
         raise ConfigError("EXPORT_WORKERS must be between 1 and 16")
+    if not 0 < float(config.get("APPLICATIONINSIGHTS_SAMPLING_RATIO", 1.0)) <= 1:
+        raise ConfigError("APPLICATIONINSIGHTS_SAMPLING_RATIO must be more than 0 and at most 1")
     if not config.get("AZURE_OPENAI_ENDPOINT") and config.get("APP_ENV") not in DEV_ENVS:
         raise ConfigError("AZURE_OPENAI_ENDPOINT is not set; the LLM simulator serves only "
                           f"APP_ENV in {sorted(DEV_ENVS)}")

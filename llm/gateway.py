@@ -27,7 +27,7 @@ import sqlalchemy.exc
 from openai import AzureOpenAI
 from opentelemetry import metrics
 
-from llm.errors import ContentFiltered, LLMUnavailable
+from llm.errors import AdmissionRefused, ContentFiltered, LLMUnavailable, RequestTooLarge
 from llm.ledger import ARTIFACT_KINDS, Ledger, Reservation, UsageRecord
 from llm.prices import NoPrice, PriceTable, PriceVersion, load_prices
 from llm.pseudonymize import Pseudonymizer
@@ -35,8 +35,23 @@ from llm.tokens import count_messages, count_text
 from tenancy.actor import Actor
 
 log = logging.getLogger(__name__)
-_tokens = metrics.get_meter("clinai.llm").create_counter(
-    "clinai.llm.tokens", unit="token", description="LLM tokens metered per tenant")
+_meter = metrics.get_meter("clinai.llm")
+_tokens = _meter.create_counter(
+    "clinai.llm.tokens", unit="token",
+    description="LLM tokens metered, as in the ledger: prompt, completion, and cached (the "
+                "part of prompt the provider served from its cache)")
+_refusals = _meter.create_counter(
+    "clinai.llm.budget_refusals", unit="{call}",
+    description="Calls refused before they were sent: budget, per-minute limits, size")
+_errors = _meter.create_counter(
+    "clinai.llm.errors", unit="{error}",
+    description="Provider errors, one per failed attempt or broken stream, by kind")
+# Each exported metric and its dimensions (api.telemetry keeps only these, at most 10).
+METRICS: dict[str, frozenset[str]] = {
+    "clinai.llm.tokens": frozenset({"tenant_id", "feature", "deployment", "kind"}),
+    "clinai.llm.budget_refusals": frozenset({"tenant_id", "feature", "reason"}),
+    "clinai.llm.errors": frozenset({"tenant_id", "feature", "deployment", "kind"}),
+}
 
 RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
              openai.APIConnectionError)
@@ -179,7 +194,13 @@ class Gateway:
             log.error("no price for deployment %s at %s; call refused", self.deployment,
                       started_at.isoformat())
             raise LLMUnavailable("the AI service is not priced; try again later") from exc
-        reservation = self.ledger.reserve(actor.tenant_id, count_messages(masked) + max_tokens)
+        try:
+            reservation = self.ledger.reserve(actor.tenant_id,
+                                              count_messages(masked) + max_tokens)
+        except (AdmissionRefused, RequestTooLarge) as exc:
+            _refusals.add(1, {"tenant_id": str(actor.tenant_id), "feature": feature,
+                              "reason": exc.code})
+            raise
         call = OpenCall(actor=actor, feature=feature, reservation=reservation, masked=masked,
                         started=time.monotonic(), price=price, started_at=started_at,
                         artifact=artifact)
@@ -211,12 +232,15 @@ class Gateway:
                     max_tokens=max_tokens, timeout=remaining, **extra)
                 return response
             except openai.BadRequestError as exc:
+                self._count_error(call, "content_filter" if _is_content_filter(exc)
+                                  else "bad_request")
                 if _is_content_filter(exc):
                     raise ContentFiltered("the provider's content filter refused the request"
                                           ) from exc
                 raise LLMUnavailable("the AI provider rejected the request") from exc
             except RETRYABLE as exc:
                 last = exc
+                self._count_error(call, error_kind(exc))
                 if attempt == self.retry.max_attempts:
                     break
                 # The provider's retry-after is honoured as given; a wait that would not
@@ -236,10 +260,15 @@ class Gateway:
                 log.warning("llm authentication failed; retrying with the re-read key")
             except openai.APIStatusError as exc:
                 last = exc
+                self._count_error(call, error_kind(exc))
                 break
         log.error("llm unavailable after retries (%s)", type(last).__name__ if last else "-")
         raise LLMUnavailable("the AI service is unavailable; try again later",
                              retry_after=wait_hint) from last
+
+    def _count_error(self, call: OpenCall, kind: str) -> None:
+        _errors.add(1, {"tenant_id": str(call.actor.tenant_id), "feature": call.feature,
+                        "deployment": self.deployment, "kind": kind})
 
     def _delay(self, exc: Exception, attempt: int) -> float:
         response = getattr(exc, "response", None)
@@ -279,9 +308,28 @@ class Gateway:
                               "left to expire")
                     raise
                 self.sleep(0.2 * (attempt + 1))
-        attributes = {"tenant_id": str(actor.tenant_id), "feature": call.feature}
+        attributes = {"tenant_id": str(actor.tenant_id), "feature": call.feature,
+                      "deployment": self.deployment}
         _tokens.add(usage.prompt_tokens, {**attributes, "kind": "prompt"})
         _tokens.add(usage.completion_tokens, {**attributes, "kind": "completion"})
+        _tokens.add(usage.cached_tokens, {**attributes, "kind": "cached"})
+
+
+def error_kind(exc: Exception) -> str:
+    """A provider error's kind, for the ``clinai.llm.errors`` metric (a short fixed set)."""
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, openai.APITimeoutError):  # before its base, APIConnectionError
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, openai.InternalServerError):
+        return "server_error"
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return "auth"
+    if isinstance(exc, openai.APIStatusError):
+        return "status_error"
+    return "other"
 
 
 def _is_content_filter(exc: openai.BadRequestError) -> bool:
@@ -329,6 +377,7 @@ class GatewayStream:
                         yield piece
         except Exception as exc:  # any break in the upstream fails the reply
             self._error = exc
+            self._gateway._count_error(self._call, "stream_broken")
         self._exhausted = True
 
     def __iter__(self) -> Iterator[str]:

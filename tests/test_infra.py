@@ -49,6 +49,11 @@ NOT_PROVISIONED = {
     "LLM_MAX_ATTEMPTS": "product default",
     "LLM_PRICES_FILE": "the checked-in llm/prices.toml is deployed with the code",
     "BILLING_GRACE_HOURS": "product default (48 h)",
+    "APPLICATIONINSIGHTS_ROLE_NAME": "the default clinai-api is the role name the alerts "
+                                     "and dashboards expect",
+    "APPLICATIONINSIGHTS_ROLE_INSTANCE": "the default is App Service's WEBSITE_INSTANCE_ID",
+    "APPLICATIONINSIGHTS_SAMPLING_RATIO": "the default 1.0 keeps every trace (the MVP's "
+                                          "volume is small)",
     "KEY_VAULT_REFRESH_MINUTES": "the default 10 min: a rotated secret is used within 10 "
                                  "minutes, at once after a refused login",
     "LOG_LEVEL": "the default INFO",
