@@ -87,9 +87,12 @@ class FanOutReport:
 
 
 def tenant_versions(conn: Any) -> dict[uuid.UUID, str | None]:
-    """Return each non-deleted tenant's current revision (None: schema not versioned)."""
+    """Return the current revision (None: schema not versioned) of each tenant that still
+    has a schema: not deleted, and not offboarded or being offboarded (``erased``,
+    ``closing``: its schema is gone or going; migrating it would fail or recreate it)."""
     tenants = [r.id for r in conn.execute(
-        text("SELECT id FROM public.tenants WHERE status <> 'deleted' ORDER BY created_at, id")
+        text("SELECT id FROM public.tenants "
+             "WHERE status NOT IN ('deleted', 'erased', 'closing') ORDER BY created_at, id")
     )]
     # Filter schema names here, not with a regex in SQL: on freshly bulk-provisioned
     # catalogs without statistics the planner nests the regex scan per row (quadratic).

@@ -155,3 +155,16 @@ def test_upgrade_verbose_lists_tenants_already_at_head(
     result = run(app, "upgrade", "--tenant", str(tenant_id), "--verbose")
     assert result.exit_code == 0, result.output
     assert str(tenant_id) in result.output
+
+
+def test_upgrade_skips_offboarded_practices(app: Flask, created: list[uuid.UUID]) -> None:
+    """The release step runs `flask tenancy upgrade` at every start: a practice that left
+    (its schema dropped, its registry row kept as `erased`) must not make it fail."""
+    gone = create(app, created, "Praxis Gegangen")
+    erased = run(app, "erase", str(gone), "--yes")
+    assert erased.exit_code == 0, erased.output
+    result = run(app, "upgrade", "--tenant", str(gone))
+    assert result.exit_code == 1 and "no such tenant" in result.output
+    result = run(app, "upgrade")
+    assert result.exit_code == 0, result.output
+    assert str(gone) not in result.output
