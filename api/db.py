@@ -20,10 +20,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import security_events
 from api.audit import AUDIT_KEY
 from api.secrets import current_secrets
+from api.settings import pooler_mode
 from models.audit_event import AUDIT_INSERT, AUDIT_WRITE_COLUMNS
 from tenancy import context as tenant_context
 from tenancy.actor import Actor
-from tenancy.database import DatabaseConfig, create_app_engine, create_owner_engine
+from tenancy.database import DatabaseConfig, app_url, create_app_engine, create_owner_engine
 from tenancy.fastpath import commit_with
 from tenancy.security import verify_app_role
 
@@ -78,6 +79,7 @@ def database_config(app: Flask) -> DatabaseConfig:
         app_role=c["DATABASE_APP_ROLE"],
         password_file=Path(app.instance_path) / "database-app-password",
         pool_size=c["DATABASE_POOL_SIZE"],
+        app_pooler=pooler_mode(c.get("DATABASE_APP_POOLER")),
         secrets=current_secrets(app),
     )
 
@@ -89,6 +91,11 @@ def get_db_config(app: Flask) -> DatabaseConfig:
 
 def init_app(app: Flask) -> None:
     config = database_config(app)
+    if config.app_pooler is None and app_url(config).port == 6432:
+        # The app cannot tell a pooler from a server; Azure's PgBouncer listens on 6432.
+        log.warning("DATABASE_APP_URL names port 6432 (Azure's PgBouncer) but "
+                    "DATABASE_APP_POOLER is not set: set it to 'transaction' if a "
+                    "transaction pooler is in front (docs/decisions/pooler.md)")
     engine = create_app_engine(config)
     factory = sessionmaker(engine, expire_on_commit=False)
     tenant_context.install(factory)

@@ -20,6 +20,10 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_OWNER_ROLE": "clinai_owner",
     "DATABASE_APP_ROLE": "clinai_app",
     "DATABASE_POOL_SIZE": 10,
+    # A connection pooler in front of the app role's connections (DATABASE_APP_URL):
+    # empty or "none" (direct), or "transaction" (PgBouncer in transaction mode, as Azure's
+    # built-in one on port 6432). See docs/decisions/pooler.md.
+    "DATABASE_APP_POOLER": None,
     "AUTH_OIDC_METADATA_URL": None,
     "AUTH_AUDIENCE": None,
     "AUTH_TENANT_CLAIM": "extension_tenant_id",
@@ -137,6 +141,46 @@ def parse_principals(value: Any) -> frozenset[str]:
     return frozenset(subjects)
 
 
+POOLER_MODES = frozenset({"transaction"})
+
+
+def pooler_mode(value: Any) -> str | None:
+    """``DATABASE_APP_POOLER`` as ``None`` (no pooler: empty or ``none``) or a mode of
+    ``POOLER_MODES``; ``ConfigError`` for anything else."""
+    mode = str(value or "").strip().lower()
+    if mode in ("", "none"):
+        return None
+    if mode not in POOLER_MODES:
+        raise ConfigError("DATABASE_APP_POOLER must be empty, 'none' or 'transaction' "
+                          f"(got {str(value)[:40]!r})")
+    return mode
+
+
+def _address(url: str) -> tuple[str, int]:
+    parsed = urlparse(url)
+    try:
+        port = parsed.port or 5432
+    except ValueError as exc:
+        raise ConfigError("a database URL has an invalid port") from exc
+    return (parsed.hostname or "").lower(), port
+
+
+def _validate_pooler(config: Mapping[str, Any]) -> None:
+    """With a transaction pooler, requests go through it (``DATABASE_APP_URL``) while
+    ``DATABASE_URL`` must stay a direct connection: migrations, provisioning and the
+    ``flask`` commands use session state (``SET ROLE``, session advisory locks) that a
+    transaction pooler would hand to other clients."""
+    if pooler_mode(config.get("DATABASE_APP_POOLER")) is None:
+        return
+    app_url = config.get("DATABASE_APP_URL")
+    if not app_url:
+        raise ConfigError("DATABASE_APP_POOLER=transaction needs DATABASE_APP_URL (the "
+                          "pooler's address, e.g. port 6432); DATABASE_URL stays direct")
+    if _address(app_url) == _address(config["DATABASE_URL"]):
+        raise ConfigError("DATABASE_APP_POOLER=transaction: DATABASE_URL must be a direct "
+                          "connection (port 5432), not the pooler DATABASE_APP_URL names")
+
+
 def _secure_url(url: str) -> bool:
     parsed = urlparse(url)
     loopback = parsed.hostname in {"localhost", "127.0.0.1", "::1"}
@@ -147,6 +191,7 @@ def validate(config: Mapping[str, Any]) -> None:
     """Refuse configurations that would be unsafe or cannot work."""
     if not config.get("DATABASE_URL"):
         raise ConfigError("DATABASE_URL is not set")
+    _validate_pooler(config)
     for key in ("AUTH_OIDC_METADATA_URL", "AZURE_OPENAI_ENDPOINT"):
         if config.get(key) and not _secure_url(config[key]):
             raise ConfigError(f"{key} must be https (plain http only on loopback)")

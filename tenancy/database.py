@@ -8,6 +8,13 @@ derive two identities:
   owned by the owner role, never by a person's login.
 - the *app* role (LOGIN, NOSUPERUSER, NOBYPASSRLS, owns nothing, DML only): what
   requests connect as.
+
+Requests may reach the server through a transaction-mode pooler (``DATABASE_APP_URL``
+pointing at PgBouncer, ``DATABASE_APP_POOLER=transaction``): each transaction may then
+run on another server connection, so the app engine keeps nothing on a session -- no
+server-side prepared statements (``prepare_threshold=None``), and the tenant context is
+transaction-local anyway. The owner engine needs its session (``SET ROLE``, session
+advisory locks) and always connects directly (``DATABASE_URL``). docs/decisions/pooler.md.
 """
 
 from __future__ import annotations
@@ -25,7 +32,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from tenancy.errors import TenancyError
-from tenancy.fastpath import install_statement_rewrite, restore_implicit_transactions
+from tenancy.fastpath import (
+    POOLER_OPTION,
+    install_statement_rewrite,
+    restore_implicit_transactions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +67,8 @@ class DatabaseConfig:
     app_role: str = "clinai_app"
     password_file: Path | None = None
     pool_size: int = 10
+    # The pooler in front of ``app_url`` (``DATABASE_APP_POOLER``): None or "transaction".
+    app_pooler: str | None = None
     secrets: CurrentSecrets | None = field(default=None, compare=False, repr=False)
 
     def current(self, setting: str, value: str | None) -> str | None:
@@ -138,12 +151,21 @@ def create_app_engine(config: DatabaseConfig, **kwargs: Any) -> Engine:
         "pool_timeout": 10,
     }
     options.update(kwargs)
+    if config.app_pooler == "transaction":
+        # psycopg prepares a statement on the server after its fifth execution on a
+        # connection and later runs it by name; behind a transaction pooler that name is
+        # unknown to (or, worse, another statement on) the next server connection.
+        options["connect_args"] = {**options.get("connect_args", {}),
+                                   "prepare_threshold": None}
     engine = create_engine(app_url(config), **options)
+    if config.app_pooler is not None:
+        engine.update_execution_options(**{POOLER_OPTION: config.app_pooler})
     _follow_rotation(engine, config,
                      ("DATABASE_APP_URL", "DATABASE_APP_PASSWORD", "DATABASE_URL"), app_url)
 
     # The request path's tricks (BEGIN with the tenant context; one statement rewritten
-    # per execution): ``tenancy/fastpath.py``.
+    # per execution; the ledger's one-round-trip transactions, which behind a pooler are
+    # one message): ``tenancy/fastpath.py``.
     restore_implicit_transactions(engine)
     install_statement_rewrite(engine)
     return engine

@@ -67,8 +67,6 @@ NOT_PROVISIONED = {
 
 # App settings that are not in api/settings.py, with who reads them.
 OTHER_SETTINGS = {
-    "DATABASE_APP_POOLER": "tenancy: 'transaction' when the app role goes through PgBouncer "
-                           "(added by the pooler work; empty without PgBouncer)",
     "SCM_DO_BUILD_DURING_DEPLOYMENT": "App Service: install requirements.txt at deployment",
     "WEBSITES_CONTAINER_START_TIME_LIMIT": "App Service: time for migrations before "
                                            "gunicorn listens (scripts/appservice-start.sh)",
