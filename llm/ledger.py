@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from llm.errors import BudgetExhausted, RateLimited, RequestTooLarge
 from tenancy.context import enter_as_platform
@@ -206,11 +206,24 @@ class Ledger:
                                    "minute": reservation.minute})
             conn.execute(_RECORD, record.__dict__)
 
-    def budget(self, tenant_id: uuid.UUID) -> dict[str, int]:
-        """Return this month's budget counters of a tenant."""
-        with self.engine.begin() as conn:
-            enter_as_platform(conn, tenant_id, public_only=True)
-            row = conn.execute(text(f"""
+    def budget(self, tenant_id: uuid.UUID,
+               connection: Connection | None = None) -> dict[str, int]:
+        """Return this month's budget counters of a tenant.
+
+        ``connection``: an open transaction already in the tenant's context (a request's
+        own), read instead of taking a second connection from the pool while the request
+        holds one -- behind a transaction pooler both would need one of the same few
+        server connections, and requests holding one each while waiting for another
+        would stall the pool.
+        """
+        if connection is None:
+            with self.engine.begin() as conn:
+                enter_as_platform(conn, tenant_id, public_only=True)
+                return self._budget(conn, tenant_id)
+        return self._budget(connection, tenant_id)
+
+    def _budget(self, conn: Connection, tenant_id: uuid.UUID) -> dict[str, int]:
+        row = conn.execute(text(f"""
 SELECT coalesce(monthly_tokens, :budget) AS monthly_tokens,
        CASE WHEN period = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') THEN used ELSE 0 END
            AS used,

@@ -23,13 +23,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from tenancy.actor import Actor
 from tenancy.errors import NotAMember, TenantInactive, TenantUnknown
-from tenancy.fastpath import begin_with
+from tenancy.fastpath import Statements, begin_with
 from tenancy.security import schema_name
 
 # The Actor whose context every transaction of a session re-enters.
@@ -51,20 +50,20 @@ _PLATFORM_ENTER = ("SELECT set_config('search_path', %(schema)s, true), "
 _PUBLIC_ENTER = "SELECT set_config('app.tenant_id', %(tenant)s, true)"
 
 
-def enter_as_platform(connection: Connection | psycopg.Connection[Any], tenant_id: uuid.UUID,
-                      *, public_only: bool = False) -> None:
+def enter_as_platform(connection: Connection | Statements, tenant_id: uuid.UUID, *,
+                      public_only: bool = False) -> None:
     """Set both walls for ``tenant_id`` on the open transaction, acting for no user.
 
     ``public_only``: only the row-level security setting, for the tenant's rows of
-    ``public`` tables. ``connection`` may be a psycopg connection in pipeline mode (the
-    LLM ledger): the statement then joins the pipeline.
+    ``public`` tables. ``connection`` may be the statements of a ``pipelined`` transaction
+    (the LLM ledger): the statement then joins them.
     """
     statement = _PUBLIC_ENTER if public_only else _PLATFORM_ENTER
     params = {"schema": schema_name(tenant_id), "tenant": str(tenant_id)}
-    if isinstance(connection, psycopg.Connection):
-        connection.execute(statement, params)
-    else:
+    if isinstance(connection, Connection):
         connection.exec_driver_sql(statement, params)
+    else:
+        connection.execute(statement, params)
 
 
 def enter_tenant(connection: Connection, tenant_id: uuid.UUID, user_id: str, *,

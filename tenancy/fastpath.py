@@ -25,6 +25,12 @@ upgrading psycopg, SQLAlchemy, flask-smorest or Alembic, check this file first.
    audit at all); PostgreSQL CPU per request 846 -> 639 us under load.
 5. ``pipelined`` -- a whole short transaction in psycopg's pipeline mode (the LLM
    ledger's reserve and settle): one round trip each; gateway overhead p50 2.57 ms.
+   Behind a transaction pooler (``POOLER_OPTION``) the same transaction is one
+   simple-protocol message instead, ``BEGIN; ...; COMMIT`` with parameters bound
+   client-side: psycopg ends a pipeline with a Flush after its last Sync, and when that
+   Flush reaches PgBouncer (1.18 measured) after the Sync's ReadyForQuery released the
+   server connection, PgBouncer links a server connection to it and keeps it until the
+   client speaks again -- an idle pooled client holds a server connection.
 
 Library internals used elsewhere (not tricks for speed, but what an upgrade can break):
 ``api/blueprint.py`` overrides flask-smorest's webargs parser hooks ``_get_schema`` (one
@@ -38,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import ClientCursor
@@ -50,6 +56,9 @@ from sqlalchemy.orm import Session
 
 # Execution option naming a ``Rewrite`` for one statement (trick 4).
 REWRITE_OPTION = "clinai_rewrite"
+# Engine execution option: the transaction pooler in front of the engine's server, if any
+# (``tenancy.database.create_app_engine`` sets it from ``DATABASE_APP_POOLER``).
+POOLER_OPTION = "clinai_pooler"
 Rewrite = Callable[[str, Mapping[str, Any]], tuple[str, Mapping[str, Any]]]
 
 
@@ -115,11 +124,70 @@ def install_statement_rewrite(engine: Engine) -> None:
     event.listen(engine, "before_cursor_execute", _rewrite, retval=True)
 
 
+class Statements(Protocol):
+    """Where ``pipelined`` queues a transaction's statements: ``execute`` returns an object
+    whose ``fetchone``/``fetchall`` work after the block."""
+
+    def execute(self, query: str, params: Any = None) -> Any: ...
+
+
+class _Result:
+    """One statement's rows, filled when the batch has been sent."""
+
+    rows: list[tuple[Any, ...]] | None = None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        if self.rows is None:
+            raise RuntimeError("results are available after the pipelined block")
+        return self.rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        rows = self.fetchall()
+        return rows[0] if rows else None
+
+
+class _Batch:
+    """A transaction's statements, bound client-side and sent as one simple-protocol
+    message ``BEGIN; ...; COMMIT`` (trick 5 behind a transaction pooler). A statement that
+    fails stops the rest; the COMMIT never runs and the connection's return to the pool
+    rolls the transaction back."""
+
+    def __init__(self, driver: psycopg.Connection[Any]) -> None:
+        self._driver = driver
+        self._cursor: psycopg.ClientCursor[Any] = ClientCursor(driver)
+        self._statements: list[str] = []
+        self._results: list[_Result] = []
+
+    def execute(self, query: str, params: Any = None) -> _Result:
+        self._statements.append(self._cursor.mogrify(query, params))
+        result = _Result()
+        self._results.append(result)
+        return result
+
+    def send(self) -> None:
+        driver, cursor = self._driver, self._cursor
+        if driver.info.transaction_status != TransactionStatus.IDLE:
+            raise RuntimeError("a pipelined transaction needs an idle connection")
+        driver.autocommit = True  # the BEGIN is ours (trick 2 undoes this at checkout)
+        cursor.execute("BEGIN; " + "; ".join(self._statements) + "; COMMIT")
+        cursor.nextset()  # BEGIN's
+        for result in self._results:
+            result.rows = cursor.fetchall() if cursor.description is not None else []
+            cursor.nextset()
+
+
 @contextmanager
-def pipelined(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
-    """One transaction in psycopg's pipeline mode (trick 5): everything executed in the
-    block is sent in one round trip at its end; fetch results after the block."""
+def pipelined(engine: Engine) -> Iterator[Statements]:
+    """One transaction in one round trip (trick 5): everything executed in the block is
+    sent at its end; fetch results after the block. Directly: psycopg's pipeline mode,
+    and the block gets the psycopg connection. Behind a transaction pooler: one
+    simple-protocol message, and the block gets a ``Statements`` that queues them."""
     with engine.connect() as conn:
         driver = driver_of(conn)
+        if engine.get_execution_options().get(POOLER_OPTION) == "transaction":
+            batch = _Batch(driver)
+            yield batch
+            batch.send()
+            return
         with driver.pipeline(), driver.transaction():
             yield driver

@@ -235,7 +235,9 @@ class Usage(MethodView):
         report = operations.usage_report(session(), period)
         p = actor()
         assert p.tenant_id is not None
-        report["budget"] = gateway().ledger.budget(p.tenant_id)
+        # In the request's own transaction: never a second pooled connection while it
+        # holds one (docs/decisions/pooler.md).
+        report["budget"] = gateway().ledger.budget(p.tenant_id, session().connection())
         return report
 
 
