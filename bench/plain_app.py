@@ -8,6 +8,11 @@ the API's ``enter_tenant``: BEGIN, settings and membership read in one message),
 ``audit`` (token + context + the API's audit INSERT sent with COMMIT). The variants run
 on the admin login, so without row-level security.
 
+With ``BENCH_POOLED=1`` the baseline is the same endpoint as a client of a transaction
+pooler (``bench.tenancy_overhead --pooler``): no server-side prepared statements, and the
+schema named in each statement instead of a ``search_path`` set at connection start-up
+(PgBouncer forwards no ``options``).
+
 Run: BENCH_DATABASE_URL=... BENCH_SCHEMA=t_... gunicorn bench.plain_app:app
 """
 
@@ -32,8 +37,13 @@ def create_plain_app() -> Flask:
     url = os.environ["BENCH_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
     schema = os.environ["BENCH_SCHEMA"]
     variant = os.environ.get("BENCH_VARIANT", "plain")
-    engine = create_engine(url, pool_size=10, max_overflow=0,
-                           connect_args={"options": f"-csearch_path={schema},public"})
+    if os.environ.get("BENCH_POOLED"):
+        engine = create_engine(url, pool_size=10, max_overflow=0,
+                               connect_args={"prepare_threshold": None},
+                               execution_options={"schema_translate_map": {None: schema}})
+    else:
+        engine = create_engine(url, pool_size=10, max_overflow=0,
+                               connect_args={"options": f"-csearch_path={schema},public"})
     public_key = None
     if variant != "plain":
         public_key = jwt.PyJWK.from_json(os.environ["BENCH_JWK"]).key

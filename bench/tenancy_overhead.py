@@ -7,7 +7,14 @@ that add the tenancy pieces one by one, to show where the difference goes. Besid
 requests/s, the CPU time the server processes and PostgreSQL spent per request is
 measured from /proc. Prints a table and a final JSON line.
 
+``--pooler`` also serves both through Debian's PgBouncer in transaction mode (started
+here, ``--pool-size`` server connections, as Azure's built-in PgBouncer on port 6432):
+``clinai@pgbouncer`` with ``DATABASE_APP_URL`` on PgBouncer and
+``DATABASE_APP_POOLER=transaction``, ``plain@pgbouncer`` the baseline through it. Its
+CPU counts with PostgreSQL's. The ratios direct and pooled come from the same run.
+
     .venv/bin/python -m bench.tenancy_overhead [--duration 2] [--rounds 15] [--variants]
+        [--pooler [--pool-size 4]]
 """
 
 from __future__ import annotations
@@ -29,12 +36,14 @@ from typing import Any
 import httpx
 from jwt.algorithms import RSAAlgorithm
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from api.settings import DEV_AUDIENCE
 from api.tokens import DevIssuer
 from bench._db import bench_database, free_port
 from tenancy.database import create_owner_engine
 from tenancy.provisioning import create_tenant
+from tests.pgbouncer import pgbouncer
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -75,8 +84,9 @@ def _stat(pid: int) -> list[str] | None:
     return [head.split(" (", 1)[1], *rest.split()]
 
 
-def cpu_seconds(server_pid: int) -> tuple[float, float]:
-    """CPU time used so far by the server's process tree and by every postgres process."""
+def cpu_seconds(server_pid: int, pooler_pid: int = 0) -> tuple[float, float]:
+    """CPU time used so far by the server's process tree and by every postgres process
+    (plus the benchmark's PgBouncer, ``pooler_pid``)."""
     server = database = 0.0
     stats = {}
     for entry in Path("/proc").iterdir():
@@ -90,7 +100,7 @@ def cpu_seconds(server_pid: int) -> tuple[float, float]:
         used = (int(st[12]) + int(st[13])) / CLOCK_TICKS  # utime + stime
         if pid in tree:
             server += used
-        elif st[0] == "postgres":
+        elif st[0] == "postgres" or pid == pooler_pid:
             database += used
     return server, database
 
@@ -100,16 +110,17 @@ class Load:
     rps: float
     requests: int
     server_cpu_us: float  # per request, the app server's processes
-    database_cpu_us: float  # per request, all postgres processes
+    database_cpu_us: float  # per request, all postgres processes (and the PgBouncer)
 
 
-def wrk(url: str, token: str, duration: int, connections: int, server_pid: int = 0) -> Load:
-    before = cpu_seconds(server_pid) if server_pid else (0.0, 0.0)
+def wrk(url: str, token: str, duration: int, connections: int, server_pid: int = 0,
+        pooler_pid: int = 0) -> Load:
+    before = cpu_seconds(server_pid, pooler_pid) if server_pid else (0.0, 0.0)
     out = subprocess.run(  # noqa: S603
         [WRK, "-t2", f"-c{connections}", f"-d{duration}s",
          "-H", f"Authorization: Bearer {token}", url],
         check=True, capture_output=True, text=True).stdout
-    after = cpu_seconds(server_pid) if server_pid else (0.0, 0.0)
+    after = cpu_seconds(server_pid, pooler_pid) if server_pid else (0.0, 0.0)
     if "Non-2xx" in out:
         raise RuntimeError(f"non-2xx responses from {url}:\n{out}")
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -132,12 +143,16 @@ def main() -> None:
                         help="also serve the API from this checkout (A/B against it)")
     parser.add_argument("--variants", action="store_true",
                         help="also measure the plain app with each tenancy piece added")
+    parser.add_argument("--pooler", action="store_true",
+                        help="also serve both through PgBouncer in transaction mode")
+    parser.add_argument("--pool-size", type=int, default=4,
+                        help="PgBouncer's server connections (default 4)")
     args = parser.parse_args()
     if not Path(WRK).is_file():
         raise SystemExit(f"{WRK} not found: this benchmark loads the servers with wrk "
                          "(Debian/Ubuntu: apt-get install -y wrk)")
 
-    with bench_database(args.database_url) as bench:
+    with bench_database(args.database_url) as bench, ExitStack() as pooler_stack:
         config = bench.config()
         owner = create_owner_engine(config)
         tenant = create_tenant(owner, name="Bench", admin_user_id="bench-admin",
@@ -180,6 +195,21 @@ def main() -> None:
                 (f"plain+{v}", "bench.plain_app:app", {**plain_env, "BENCH_VARIANT": v},
                  "/clients", ROOT) for v in ("token", "context", "audit")
             ]
+        bouncer = None
+        if args.pooler:
+            bouncer = pooler_stack.enter_context(pgbouncer(
+                bench.server_url, [config.app_role, make_url(config.admin_url).username or ""],
+                pool_size=args.pool_size))
+            pooled_app = bouncer.url(config.admin_url, username=config.app_role,
+                                     password=config.app_password)
+            targets += [
+                ("plain@pgbouncer", "bench.plain_app:app",
+                 {**plain_env, "BENCH_VARIANT": "plain", "BENCH_POOLED": "1",
+                  "BENCH_DATABASE_URL": bouncer.url(config.admin_url)}, "/clients", ROOT),
+                ("clinai@pgbouncer", "wsgi:app",
+                 {**clinai_env, "DATABASE_APP_URL": pooled_app,
+                  "DATABASE_APP_POOLER": "transaction"}, listing, ROOT),
+            ]
         if args.baseline:  # another checkout of the API (say, the previous commit) to compare
             key = Path(args.baseline) / "instance" / "dev-issuer-key.pem"
             key.parent.mkdir(exist_ok=True)
@@ -200,10 +230,11 @@ def main() -> None:
                 order = targets if round_no % 2 == 0 else targets[::-1]
                 for name, *_ in order:
                     url, pid = bases[name]
-                    load = wrk(url, token, args.duration, args.connections, pid)
+                    load = wrk(url, token, args.duration, args.connections, pid,
+                               bouncer.pid if bouncer is not None else 0)
                     results[name].append(load.rps)
                     cpu[name].append((load.server_cpu_us, load.database_cpu_us))
-                    print(f"round {round_no + 1:2d} {name:14s} {load.rps:8.1f} req/s  CPU per "
+                    print(f"round {round_no + 1:2d} {name:16s} {load.rps:8.1f} req/s  CPU per "
                           f"request: server {load.server_cpu_us:6.0f} us, postgres "
                           f"{load.database_cpu_us:5.0f} us", flush=True)
 
@@ -212,11 +243,11 @@ def main() -> None:
                    for name, v in cpu.items()}
     base_rps = medians["plain"]
     base_cpu = sum(cpu_medians["plain"])
-    print(f"\n{'target':14s} {'median req/s':>12s} {'vs plain':>9s} {'server us':>10s} "
+    print(f"\n{'target':16s} {'median req/s':>12s} {'vs plain':>9s} {'server us':>10s} "
           f"{'postgres us':>12s} {'CPU vs plain':>13s}")
     for name, value in medians.items():
         srv, pg = cpu_medians[name]
-        print(f"{name:14s} {value:12.1f} {value / base_rps:9.3f} {srv:10.0f} {pg:12.0f} "
+        print(f"{name:16s} {value:12.1f} {value / base_rps:9.3f} {srv:10.0f} {pg:12.0f} "
               f"{base_cpu / (srv + pg):13.3f}")
     # Each round measures plain and clinai back to back: the ratio within a round is less
     # exposed to the shared machine's noise than a ratio of medians across rounds.
@@ -240,6 +271,28 @@ def main() -> None:
                                "cpu_us_per_request": cpu_medians, "cpu_ratio": cpu_ratio,
                                "rounds": results, "duration_s": args.duration,
                                "connections": args.connections}
+    if "clinai@pgbouncer" in results:
+        # The same ratios with both servers behind the PgBouncer, from the same run.
+        clinai, plain = results["clinai@pgbouncer"], results["plain@pgbouncer"]
+        pooled_paired = [c / p for c, p in zip(clinai, plain, strict=True)]
+        pooled = {
+            "ratio": medians["clinai@pgbouncer"] / medians["plain@pgbouncer"],
+            "paired_ratio_median": statistics.median(pooled_paired),
+            "summed_ratio": sum(clinai) / sum(plain),
+            "cpu_ratio": sum(cpu_medians["plain@pgbouncer"])
+            / sum(cpu_medians["clinai@pgbouncer"]),
+            "clinai_pooled_vs_direct": medians["clinai@pgbouncer"] / medians["clinai"],
+            "pool_size": args.pool_size,
+        }
+        print("clinai@pgbouncer/plain@pgbouncer per round: "
+              + ", ".join(f"{r:.3f}" for r in pooled_paired)
+              + f"; median {pooled['paired_ratio_median']:.3f}")
+        print(f"through PgBouncer ({args.pool_size} server connections): clinai/plain "
+              f"(medians) {pooled['ratio']:.3f}, over all rounds {pooled['summed_ratio']:.3f}, "
+              f"CPU {pooled['cpu_ratio']:.3f}; directly: {summary['ratio']:.3f}, "
+              f"{summed:.3f}, CPU {cpu_ratio:.3f}; clinai through PgBouncer / clinai direct "
+              f"(medians): {pooled['clinai_pooled_vs_direct']:.3f}")
+        summary["pooled"] = pooled
     print(json.dumps(summary))
     sys.exit(0)
 
