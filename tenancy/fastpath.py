@@ -169,7 +169,8 @@ class _Batch:
         if driver.info.transaction_status != TransactionStatus.IDLE:
             raise RuntimeError("a pipelined transaction needs an idle connection")
         driver.autocommit = True  # the BEGIN is ours (trick 2 undoes this at checkout)
-        cursor.execute("BEGIN; " + "; ".join(self._statements) + "; COMMIT")
+        # One statement per line: a statement's trailing comment ends with its line.
+        cursor.execute("BEGIN;\n" + ";\n".join(self._statements) + ";\nCOMMIT")
         cursor.nextset()  # BEGIN's
         for result in self._results:
             result.rows = cursor.fetchall() if cursor.description is not None else []

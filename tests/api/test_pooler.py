@@ -349,7 +349,8 @@ def test_a_failed_pipelined_transaction_rolls_back(app: Flask, bouncer: Bouncer,
         # The connection went back to the pool rolled back, and works again.
         with pipelined(engine) as statements:
             enter_as_platform(statements, tenant, public_only=True)
-            inserted = statements.execute(insert, {"t": tenant})
+            inserted = statements.execute(insert + " -- a statement may end in a comment",
+                                          {"t": tenant})
         assert inserted.fetchall() == [("2026-01",)]
     finally:
         engine.dispose()
