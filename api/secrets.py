@@ -2,8 +2,9 @@
 
 In Azure, App Service's managed identity reads the vault (``AZURE_KEY_VAULT_URL``,
 ``DefaultAzureCredential``); locally, secrets come from environment variables and no
-vault is contacted. A setting the environment sets wins; it rotates only if it holds the
-vault's current value at start-up (a Key Vault reference, ``vault_mirrored``).
+vault is contacted. A setting the environment sets wins, except a rotating one the vault
+also has: App Service's Key Vault references can be a day old, so the vault's current
+value is taken (``vault_backed``).
 
 Rotation without a restart (``Secrets``): a setting that came from the vault is read
 through ``Secrets.get``, which re-reads it once its value is older than
@@ -91,16 +92,24 @@ def fill_missing(config: MutableMapping[str, Any], source: SecretSource) -> list
     return filled
 
 
-def vault_mirrored(config: Mapping[str, Any], source: SecretSource) -> list[str]:
-    """The rotating settings the environment set to the vault's current value.
+def vault_backed(config: MutableMapping[str, Any], source: SecretSource) -> list[str]:
+    """Take the vault's current value for every rotating setting the environment set
+    and the vault has; return their names.
 
-    On App Service a Key Vault reference (``@Microsoft.KeyVault(...)``) arrives as an
-    ordinary environment variable holding the secret's value at start-up; such a setting
-    is the vault's, so it rotates like one read from the vault. A value that differs from
-    the vault's was set on purpose and stays fixed.
+    On App Service these settings are Key Vault references (``@Microsoft.KeyVault(...)``),
+    which arrive as ordinary environment variables holding the secret's value when App
+    Service last resolved it (it caches them for up to a day). The vault's own value is
+    the newest: a process that starts after a rotation (the release step that sets the
+    app role's password) must use it, never the stale copy.
     """
-    return [setting for setting in sorted(ROTATING)
-            if config.get(setting) and source.get(SECRET_SETTINGS[setting]) == config[setting]]
+    backed = []
+    for setting in sorted(ROTATING):
+        if config.get(setting):
+            value = source.get(SECRET_SETTINGS[setting])
+            if value:
+                config[setting] = value
+                backed.append(setting)
+    return backed
 
 
 class Secrets:

@@ -224,18 +224,22 @@ def validate(config: Mapping[str, Any]) -> None:
 def load(test_config: Mapping[str, Any] | None = None,
          secret_source: Any = None) -> dict[str, Any]:
     """Merge defaults, environment, Key Vault (for what is still unset) and overrides."""
-    from api.secrets import FROM_VAULT_KEY, KeyVaultSource, fill_missing, vault_mirrored
+    from api.secrets import FROM_VAULT_KEY, KeyVaultSource, fill_missing, vault_backed
 
     config = dict(DEFAULTS)
     config.update(from_environment(os.environ))
     if test_config:
         config.update(test_config)
     config["BILLING_PRINCIPALS"] = parse_principals(config.get("BILLING_PRINCIPALS"))
+    vault_url = config.get("AZURE_KEY_VAULT_URL")
+    if vault_url and urlparse(vault_url).scheme != "https":
+        raise ConfigError("AZURE_KEY_VAULT_URL must be an https:// URL "
+                          "(https://<vault>.vault.azure.net)")
     if secret_source is None and config.get("AZURE_KEY_VAULT_URL"):
         secret_source = KeyVaultSource(config["AZURE_KEY_VAULT_URL"])
     config[FROM_VAULT_KEY] = ()
     if secret_source is not None:
         config[FROM_VAULT_KEY] = tuple(fill_missing(config, secret_source)
-                                       + vault_mirrored(config, secret_source))
+                                       + vault_backed(config, secret_source))
         config["KEY_VAULT_SOURCE"] = secret_source
     return config

@@ -99,7 +99,23 @@ def init_app(app: Flask) -> None:
 
     connection_string = app.config.get("APPLICATIONINSIGHTS_CONNECTION_STRING")
     if connection_string:
+        check_connection_string(connection_string)
         configure(app, connection_string)
+
+
+_IKEY = re.compile(r"(?i)(?:^|;)\s*InstrumentationKey\s*=\s*"
+                   r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\s*(?:;|$)")
+
+
+def check_connection_string(value: str) -> None:
+    """Refuse a connection string without a valid InstrumentationKey at start-up, with one
+    line that does not repeat it (``ConfigError``), instead of the exporter's traceback."""
+    from api.settings import ConfigError
+
+    if not _IKEY.search(value):
+        raise ConfigError("APPLICATIONINSIGHTS_CONNECTION_STRING has no valid "
+                          "InstrumentationKey=<uuid> (copy it from the Application Insights "
+                          "resource's overview)")
 
 
 # The exporter's own calls elsewhere, off unless the environment turns them on ("false").

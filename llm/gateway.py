@@ -254,6 +254,7 @@ class Gateway:
                 self.sleep(delay)
             except openai.AuthenticationError as exc:
                 last = exc
+                self._count_error(call, "auth")
                 if key_reread or self.on_auth_failure is None or not self.on_auth_failure():
                     break
                 key_reread = True  # the key was rotated: once more with the new one

@@ -32,7 +32,7 @@ resource databaseUrl 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   name: 'database-url'
   properties: {
     contentType: 'application/x-postgresql-url'
-    value: 'postgresql://${adminLogin}:${uriComponent(adminPassword)}@${postgresFqdn}:5432/${databaseName}?sslmode=require'
+    value: 'postgresql://${adminLogin}:${uriComponent(adminPassword)}@${postgresFqdn}:5432/${databaseName}?sslmode=verify-full&sslrootcert=system'
   }
 }
 
@@ -43,7 +43,7 @@ resource databaseAppUrl 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   name: 'database-app-url'
   properties: {
     contentType: 'application/x-postgresql-url'
-    value: 'postgresql://${appRole}:${uriComponent(appPassword)}@${postgresFqdn}:${appPort}/${databaseName}?sslmode=require'
+    value: 'postgresql://${appRole}:${uriComponent(appPassword)}@${postgresFqdn}:${appPort}/${databaseName}?sslmode=verify-full&sslrootcert=system'
   }
 }
 

@@ -42,6 +42,7 @@ from tenancy.database import (
 from tests import pgauth
 from tests.conftest import app_config
 from tests.llm.test_metering import make_case, post_draft
+from tests.test_telemetry import points
 
 VAULT = "https://clinai-test.vault.azure.net"
 CHALLENGE = ('Bearer authorization="https://login.microsoftonline.com/'
@@ -141,16 +142,21 @@ def test_settings_come_from_the_vault_through_the_sdk(monkeypatch):
 
 def test_a_key_vault_reference_in_the_environment_rotates_like_a_vault_read(monkeypatch):
     """App Service resolves @Microsoft.KeyVault(...) app settings into environment
-    variables: equal to the vault's value at start-up, they are the vault's."""
-    for name in ("DATABASE_APP_PASSWORD", "B2C_CONNECTOR_PASSWORD"):
+    variables, cached for up to a day: for a rotating secret the vault also has, the
+    vault's newest value is taken and re-read from then on."""
+    for name in ("DATABASE_APP_PASSWORD", "B2C_CONNECTOR_PASSWORD", "DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     source, _vault = vault_source({"database-app-password": "same",
-                                   "b2c-connector-password": "vault-value"})
+                                   "b2c-connector-password": "rotated-in-the-vault"})
     config = settings.load({"DATABASE_APP_PASSWORD": "same",
-                            "B2C_CONNECTOR_PASSWORD": "set-on-purpose"}, secret_source=source)
-    assert "DATABASE_APP_PASSWORD" in config["KEY_VAULT_SETTINGS"]
-    assert "B2C_CONNECTOR_PASSWORD" not in config["KEY_VAULT_SETTINGS"]
-    assert config["B2C_CONNECTOR_PASSWORD"] == "set-on-purpose"
+                            "B2C_CONNECTOR_PASSWORD": "stale-reference",
+                            "DATABASE_URL": "postgresql://env-only/db"}, secret_source=source)
+    assert {"DATABASE_APP_PASSWORD", "B2C_CONNECTOR_PASSWORD"} <= set(
+        config["KEY_VAULT_SETTINGS"])
+    assert config["B2C_CONNECTOR_PASSWORD"] == "rotated-in-the-vault"
+    # Not in the vault: the environment's value, fixed.
+    assert config["DATABASE_URL"] == "postgresql://env-only/db"
+    assert "DATABASE_URL" not in config["KEY_VAULT_SETTINGS"]
 
 
 def test_a_secret_is_reread_when_old_and_after_a_refused_login(caplog):
@@ -265,7 +271,8 @@ def test_a_rotated_admin_url_reaches_the_owner_engine(scram_url):
 
 
 def test_a_rotated_openai_key_is_used_without_a_restart(app, database_url, issuer,
-                                                        make_practice, admin_conn):
+                                                        make_practice, admin_conn,
+                                                        metric_reader):
     accepted = {"key": "openai-key-1"}
     sent: list[str | None] = []
     server = serve(Simulator(), api_key=lambda: accepted["key"])
@@ -304,6 +311,11 @@ def test_a_rotated_openai_key_is_used_without_a_restart(app, database_url, issue
         assert response.status_code == 503 and response.json["error"] == "llm_unavailable"
         assert len(vault.reads) == 1  # within 30 s of the last read
         assert sent[3:] == ["openai-key-2"]
+        # Each 401 is counted as an LLM error of kind `auth` (the rotation's and the last).
+        auth = [p.value for p in points(metric_reader, "clinai.llm.errors")
+                if p.attributes["tenant_id"] == str(practice.id)
+                and p.attributes["kind"] == "auth"]
+        assert auth == [2]
     finally:
         azure_app.extensions["clinai_llm"].client.close()
         azure_app.extensions["clinai_db"].dispose()
@@ -341,16 +353,35 @@ def test_a_rotated_connector_password_is_accepted_without_a_restart(database_url
         connector_app.extensions["clinai_db"].dispose()
 
 
-def test_the_release_step_sets_the_vaults_newest_app_password(scram_url):
-    """`flask tenancy upgrade` in a process that started before the rotation (its
-    environment holds the old value) still sets the vault's newest password."""
+def test_the_release_step_sets_the_vaults_newest_app_password(scram_url, monkeypatch):
+    """`flask tenancy upgrade` in a process whose environment still holds the old value
+    (a Key Vault reference App Service has not refreshed) sets the vault's newest."""
     role = f"app_{uuid.uuid4().hex[:8]}"
+    monkeypatch.delenv("DATABASE_APP_PASSWORD", raising=False)
     source, _vault = vault_source({"database-app-password": "rotated-password"})
-    secrets = Secrets(source, {"DATABASE_APP_PASSWORD": "old-password"},
+    config = settings.load({"DATABASE_APP_PASSWORD": "old-password", "DATABASE_URL": scram_url},
+                           secret_source=source)
+    secrets = Secrets(source, {k: config[k] for k in config["KEY_VAULT_SETTINGS"]},
                       max_age_seconds=600, clock=Clock())
-    config = DatabaseConfig(admin_url=scram_url, app_role=role, owner_role=f"o_{role}",
-                            app_password="old-password", secrets=secrets)
-    assert ensure_roles(config) is None
+    db_config = DatabaseConfig(admin_url=scram_url, app_role=role, owner_role=f"o_{role}",
+                               app_password=config["DATABASE_APP_PASSWORD"], secrets=secrets)
+    assert ensure_roles(db_config) is None
     app_login = make_url(scram_url).set(username=role, password="rotated-password")
     with psycopg.connect(app_login.render_as_string(hide_password=False)) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (role,)
+    stale = make_url(scram_url).set(username=role, password="old-password")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(stale.render_as_string(hide_password=False)).close()
+
+
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("AZURE_KEY_VAULT_URL", "http://clinai.vault.azure.net", "must be an https:// URL"),
+    ("APPLICATIONINSIGHTS_CONNECTION_STRING", "garbage", "no valid InstrumentationKey"),
+    ("APPLICATIONINSIGHTS_CONNECTION_STRING",
+     "InstrumentationKey=not-a-uuid;IngestionEndpoint=https://x/", "no valid"),
+])
+def test_a_bad_azure_setting_stops_start_up_with_one_line(database_url, issuer, setting,
+                                                          value, message):
+    with pytest.raises(settings.ConfigError, match=message) as refused:
+        create_app(app_config(database_url, issuer, **{setting: value}))
+    assert "not-a-uuid" not in str(refused.value)  # the value is not repeated
