@@ -30,7 +30,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "validation_failed": ErrorCode(
         422, "A field is missing or invalid; `errors` names each field and what is wrong."),
     "invalid_value": ErrorCode(
-        422, "A value cannot be stored (a NUL character, an out-of-range date or number)."),
+        422, "A value the database cannot store (an out-of-range date or number). A NUL "
+             "character in a request field is `validation_failed`, naming the field."),
     "method_not_allowed": ErrorCode(405, "The path exists but not with this HTTP method."),
     # Identity
     "missing_token": ErrorCode(401, "No bearer token was sent."),
