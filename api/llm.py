@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 
 from flask import Flask, current_app
@@ -33,11 +34,14 @@ def init_app(app: Flask) -> None:
     if secrets.rotating("AZURE_OPENAI_API_KEY"):
         # From Key Vault: the SDK asks for the current key on every request, and a 401
         # re-reads it once (the key was rotated).
+        handed = threading.local()  # the key this thread's last request carried
+
         def api_key() -> str:
-            return secrets.get("AZURE_OPENAI_API_KEY") or ""
+            handed.key = secrets.get("AZURE_OPENAI_API_KEY") or ""
+            return str(handed.key)
 
         def on_auth_failure() -> bool:
-            return secrets.refresh("AZURE_OPENAI_API_KEY")
+            return secrets.refresh("AZURE_OPENAI_API_KEY", getattr(handed, "key", None))
 
     client = create_client(ProviderConfig(
         endpoint=c["AZURE_OPENAI_ENDPOINT"], api_key=api_key,

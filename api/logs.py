@@ -33,7 +33,7 @@ class JsonFormatter(logging.Formatter):
             if g.get("client_request_id"):
                 entry["client_request_id"] = g.client_request_id
             actor = g.get("actor")
-            if actor is not None:
+            if actor is not None and actor.tenant_id is not None:
                 entry["tenant_id"] = str(actor.tenant_id)
         for key in _FIELDS:
             if key in record.__dict__:
@@ -53,7 +53,7 @@ def request_fields() -> dict[str, str]:
     if g.get("request_id"):
         fields["request_id"] = str(g.request_id)
     actor = g.get("actor")
-    if actor is not None:
+    if actor is not None and actor.tenant_id is not None:  # a billing principal has none
         fields["tenant_id"] = str(actor.tenant_id)
     return fields
 

@@ -22,7 +22,7 @@ The storage connection string, the storage signing key and the Application Insig
 connection string are read at start-up only (docs/operations.md: restart after
 rotating them). Values are never logged: log lines name the setting, never its value.
 There is no local Key Vault emulator, so the vault is tested at the SDK's transport seam
-(tests/api/test_secrets.py).
+(tests/api/test_secret_rotation.py).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Mapping, MutableMapping
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ def fill_missing(config: MutableMapping[str, Any], source: SecretSource) -> list
     return filled
 
 
-def vault_backed(config: MutableMapping[str, Any], source: SecretSource) -> list[str]:
+def vault_backed(config: MutableMapping[str, Any], source: SecretSource,
+                 filled: Collection[str] = ()) -> list[str]:
     """Take the vault's current value for every rotating setting the environment set
     and the vault has; return their names.
 
@@ -103,7 +104,7 @@ def vault_backed(config: MutableMapping[str, Any], source: SecretSource) -> list
     app role's password) must use it, never the stale copy.
     """
     backed = []
-    for setting in sorted(ROTATING):
+    for setting in sorted(ROTATING - set(filled)):
         if config.get(setting):
             value = source.get(SECRET_SETTINGS[setting])
             if value:
@@ -143,12 +144,15 @@ class Secrets:
                     self._reread(setting)
         return self._values[setting]
 
-    def refresh(self, setting: str) -> bool:
+    def refresh(self, setting: str, used: str | None = None) -> bool:
         """Re-read after an authentication failure, unless the last such re-read was less
-        than ``min_refresh_seconds`` ago; True when a new value was read."""
+        than ``min_refresh_seconds`` ago; True when there is a value other than ``used``
+        (the one that failed) to try: read now, or already read by another caller."""
         if not self.rotating(setting):
             return False
         with self._lock:
+            if used is not None and self._values[setting] != used:
+                return True  # another caller re-read it meanwhile
             now = self._clock()
             if now - self._refreshed_at[setting] < self._min_refresh:
                 return False  # a storm of failures (or of wrong guesses) reads once

@@ -239,7 +239,7 @@ def load(test_config: Mapping[str, Any] | None = None,
         secret_source = KeyVaultSource(config["AZURE_KEY_VAULT_URL"])
     config[FROM_VAULT_KEY] = ()
     if secret_source is not None:
-        config[FROM_VAULT_KEY] = tuple(fill_missing(config, secret_source)
-                                       + vault_backed(config, secret_source))
+        filled = fill_missing(config, secret_source)
+        config[FROM_VAULT_KEY] = tuple(filled + vault_backed(config, secret_source, filled))
         config["KEY_VAULT_SOURCE"] = secret_source
     return config

@@ -219,7 +219,10 @@ class Gateway:
         last: Exception | None = None
         wait_hint = 30
         key_reread = False
-        for attempt in range(1, self.retry.max_attempts + 1):
+        attempts = self.retry.max_attempts  # one more after a rotated key was re-read
+        attempt = 0
+        while attempt < attempts:
+            attempt += 1
             call.attempts = attempt
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -241,7 +244,7 @@ class Gateway:
             except RETRYABLE as exc:
                 last = exc
                 self._count_error(call, error_kind(exc))
-                if attempt == self.retry.max_attempts:
+                if attempt == attempts:
                     break
                 # The provider's retry-after is honoured as given; a wait that would not
                 # fit in the call's deadline ends the call instead of retrying early.
@@ -258,6 +261,7 @@ class Gateway:
                 if key_reread or self.on_auth_failure is None or not self.on_auth_failure():
                     break
                 key_reread = True  # the key was rotated: once more with the new one
+                attempts += 1
                 log.warning("llm authentication failed; retrying with the re-read key")
             except openai.APIStatusError as exc:
                 last = exc

@@ -152,7 +152,9 @@ VALUES (%(tenant_id)s, %(user_id)s, %(feature)s, %(deployment)s, %(prompt_tokens
 def _pipelined(engine: Engine, tenant_id: uuid.UUID, *, durable: bool = True) -> Iterator[Any]:
     """One transaction in tenant context, sent as a single pipelined round trip.
 
-    Yields the psycopg connection; results can be fetched after the block. A reservation
+    Yields what ``tenancy.fastpath.pipelined`` gives: the psycopg connection in pipeline
+    mode, or, behind a transaction pooler, a batch sent as one message at the end of the
+    block; either way results can be fetched after the block. A reservation
     is not ``durable``: its commit skips the WAL-flush wait, because after a database
     crash a lost reservation only means in-flight calls settle without one.
     """

@@ -125,14 +125,17 @@ def _follow_rotation(engine: Engine, config: DatabaseConfig, settings: tuple[str
 
     @event.listens_for(engine, "do_connect")
     def _connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
-        cparams.update(dialect.create_connect_args(url(config))[1])
+        used = url(config)
+        cparams.update(dialect.create_connect_args(used)[1])
         try:
             return dialect.connect(*cargs, **cparams)
         except psycopg.OperationalError as exc:
             if not _login_refused(exc):
                 raise
-            changed = [secrets_.refresh(s) for s in settings]
-            if not any(changed):
+            for setting in settings:
+                secrets_.refresh(setting)
+            # New credentials, whether this thread or another one just re-read them.
+            if url(config) == used:
                 raise
         log.warning("database login refused; retrying with credentials re-read from Key "
                     "Vault")
@@ -231,9 +234,14 @@ def ensure_roles(config: DatabaseConfig) -> str | None:
             if config.app_role not in existing:
                 conn.execute(text(f"CREATE ROLE {app} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB "
                                   "NOCREATEROLE"))
-            # The password is a literal in DDL; quote_literal keeps it one.
-            quoted = conn.scalar(text("SELECT quote_literal(:p)"), {"p": password})
-            conn.execute(text(f"ALTER ROLE {app} WITH LOGIN PASSWORD {quoted}"))
+            # Only a SCRAM verifier computed here travels in the DDL, never the password
+            # (a failed or logged statement would show it in the server's log).
+            raw = conn.connection.driver_connection
+            verifier = raw.pgconn.encrypt_password(  # type: ignore[union-attr]
+                password.encode(), config.app_role.encode(), b"scram-sha-256").decode()
+            quoted = conn.scalar(text("SELECT quote_literal(:p)"), {"p": verifier})
+            # As sent: text() would read the verifier's ":..." as bind parameters.
+            conn.exec_driver_sql(f"ALTER ROLE {app} WITH LOGIN PASSWORD {quoted}")
             # The admin login must be able to SET ROLE to the owner to act as it.
             conn.execute(text(f"GRANT {owner} TO CURRENT_USER"))
             db = conn.scalar(text("SELECT current_database()"))

@@ -64,7 +64,7 @@ def _authorised() -> bool:
     # Compare both, always, in constant time.
     ok_user = hmac.compare_digest(given_user, user.encode())
     ok_password = hmac.compare_digest(given_password, password.encode())
-    if ok_user and not ok_password and secrets.refresh("B2C_CONNECTOR_PASSWORD"):
+    if ok_user and not ok_password and secrets.refresh("B2C_CONNECTOR_PASSWORD", password):
         # Rotated in Key Vault since we last read it (re-read at most every 30 s).
         current = secrets.get("B2C_CONNECTOR_PASSWORD") or ""
         ok_password = hmac.compare_digest(given_password, current.encode())

@@ -1,7 +1,7 @@
 """The cross-tenant usage summary, read through ``public.billing_usage_summary``.
 
 The app role cannot see another practice's ledger rows (row-level security); the summary
-comes from the SECURITY DEFINER function of migration 0009, which answers this one
+comes from the SECURITY DEFINER function of migrations 0009 and 0010, which answers this one
 question and nothing else. Who may ask is checked before (``api.billing.views``).
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from api.billing.files import TOKEN_COLUMNS
 from llm.prices import QUANTUM
 
-TOKEN_COLUMNS = ("prompt_tokens", "cached_tokens", "completion_tokens", "estimated_tokens")
 _SUMMARY = text("""
 SELECT tenant_id, tenant_name, tenant_status, currency, requests, prompt_tokens,
        cached_tokens, completion_tokens, estimated_tokens, cost, correction_requests,

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 
 from api.billing.files import (
     FOCUS_COLUMNS,
@@ -301,13 +302,21 @@ def close_period(engine: Engine, store: Storage, period: str, *, now: dt.datetim
                 raise BillingError(
                     f"{period} can be closed from {_utc_text(opens)} on: the month's end "
                     f"plus BILLING_GRACE_HOURS ({grace_hours} h) for late settlements")
-            with engine.begin() as conn:
-                conn.execute(text("SET LOCAL lock_timeout = '60s'"))
-                # Waits for every ledger insert under way; holds new ones until commit.
-                conn.execute(text("LOCK TABLE public.llm_usage IN SHARE MODE"))
-                conn.execute(text("INSERT INTO public.billing_periods (period) VALUES (:p) "
-                                  "ON CONFLICT (period) DO NOTHING"), {"p": period})
-                state = period_state(conn, period)
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text("SET LOCAL lock_timeout = '60s'"))
+                    # Waits for every ledger insert under way; holds new ones until commit.
+                    conn.execute(text("LOCK TABLE public.llm_usage IN SHARE MODE"))
+                    conn.execute(text("INSERT INTO public.billing_periods (period) "
+                                      "VALUES (:p) ON CONFLICT (period) DO NOTHING"),
+                                 {"p": period})
+                    state = period_state(conn, period)
+            except OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                    raise
+                raise BillingError(f"{period} was not closed: the ledger stayed locked for "
+                                   "60 s (a long transaction writes to it); run it again"
+                                   ) from exc
             closed_now = True
         report = _export(engine, store, period)
     assert state.closed_at is not None

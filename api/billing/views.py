@@ -2,7 +2,7 @@
 
 Not a practice route: the caller's token names no practice (or any), and only the
 subjects listed in ``BILLING_PRINCIPALS`` may read. The cross-tenant totals come from
-``public.billing_usage_summary`` (migration 0009), a SECURITY DEFINER function granted to
+``public.billing_usage_summary`` (migrations 0009, 0010), a SECURITY DEFINER function granted to
 the app role; row-level security on the ledger stays as strict as for every request.
 """
 

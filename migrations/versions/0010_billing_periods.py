@@ -61,7 +61,7 @@ DECLARE
 BEGIN
     NEW.started_at := coalesce(NEW.started_at, NEW.created_at, now());
     v_period := to_char(NEW.started_at AT TIME ZONE 'UTC', 'YYYY-MM');
-    WHILE EXISTS (SELECT 1 FROM public.billing_periods WHERE period = v_period) LOOP
+    WHILE EXISTS (SELECT 1 FROM public.billing_periods WHERE period = v_period::char(7)) LOOP
         v_period := to_char(to_date(v_period, 'YYYY-MM') + interval '1 month', 'YYYY-MM');
     END LOOP;
     NEW.billing_period := v_period;
@@ -92,7 +92,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
                                                       'YYYY-MM') <> u.billing_period), 0)
     FROM public.llm_usage u
     LEFT JOIN public.tenants t ON t.id = u.tenant_id
-    WHERE u.billing_period = p_period
+    WHERE u.billing_period = p_period::char(7)  -- char = char: the index is usable
     GROUP BY u.tenant_id, t.name, t.status, u.currency
     ORDER BY u.tenant_id, u.currency
 $$"""

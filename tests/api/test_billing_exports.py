@@ -308,6 +308,16 @@ def test_a_closed_month_never_changes_and_late_usage_is_a_correction(
     assert (entry["requests"], entry["correction_requests"], entry["correction_cost"]) == (
         2, 1, "0.00012210")
     assert read["closed"] is False and billing_as_principal(closed)["closed"] is True
+    # The billing read gives what summary.csv gives (two sums of the same rows).
+    for month in (closed, late):
+        rows = {(r["tenant_id"], r["currency"]): r
+                for r in csv_rows(stored(app, month, "summary.csv"))}
+        for entry in billing_as_principal(month)["practices"]:
+            row = rows[(entry["tenant_id"], entry["currency"])]
+            for key in ("requests", *TOKENS, "correction_requests"):
+                assert entry[key] == int(row[key]), (month, key)
+            assert (entry["cost"], entry["correction_cost"]) == (row["cost"],
+                                                                 row["correction_cost"])
 
     # With the next month closed too, a late row of the first goes to the first open one.
     end_late = usage(app, "close", "--period", late)

@@ -193,6 +193,21 @@ def test_a_secret_is_reread_when_old_and_after_a_refused_login(caplog):
         assert value not in logged
 
 
+def test_callers_that_failed_together_all_retry_after_one_re_read():
+    """Many connections refused at once with the old password: the first re-reads the
+    vault, the others find the new value already read and retry too (no 30 s of 500s)."""
+    source, vault = vault_source({"database-app-password": "new"})
+    clock = Clock()
+    secrets = Secrets(source, {"DATABASE_APP_PASSWORD": "old"}, max_age_seconds=600,
+                      clock=clock)
+    assert secrets.refresh("DATABASE_APP_PASSWORD", "old") is True  # read: "new"
+    assert secrets.refresh("DATABASE_APP_PASSWORD", "old") is True  # no read: differs
+    assert vault.reads == ["database-app-password"]
+    # Refused with the new value too: nothing else to try within 30 s.
+    assert secrets.refresh("DATABASE_APP_PASSWORD", "new") is False
+    assert vault.reads == ["database-app-password"]
+
+
 # -- PostgreSQL logins --------------------------------------------------------------------
 
 
