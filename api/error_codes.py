@@ -33,6 +33,13 @@ ERROR_CODES: dict[str, ErrorCode] = {
         422, "A value the database cannot store (an out-of-range date or number). A NUL "
              "character in a request field is `validation_failed`, naming the field."),
     "method_not_allowed": ErrorCode(405, "The path exists but not with this HTTP method."),
+    "malformed_request": ErrorCode(
+        400, "The HTTP request itself could not be parsed (request line, headers or chunked "
+             "body); answered by the server before the API sees it."),
+    "uri_too_long": ErrorCode(
+        414, "The request line (method, path and query string) is longer than 4,094 bytes."),
+    "headers_too_large": ErrorCode(
+        431, "Too many request headers, or one longer than 8,190 bytes."),
     # Identity
     "missing_token": ErrorCode(401, "No bearer token was sent."),
     "invalid_token": ErrorCode(
