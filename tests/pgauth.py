@@ -11,24 +11,18 @@ import glob
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.ports import free_port
+
 
 def binaries() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return Path(found[-1]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -46,7 +40,7 @@ def password_cluster() -> Iterator[str]:
     (root / "pw").write_text(password)
     if as_postgres:
         shutil.chown(root / "pw", user="postgres")
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     # Fixed binaries and arguments; nothing comes from input.
     subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",  # noqa: S603
                     "--auth=scram-sha-256", f"--pwfile={root / 'pw'}", "-E", "UTF8",

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from tests.ports import free_port
+
 
 def binary() -> str | None:
     """Debian's pgbouncer (``/usr/sbin`` is not on every user's PATH)."""
@@ -54,13 +56,6 @@ def _server_host(server_url: str) -> str:
     if isinstance(socket_dir, tuple):
         socket_dir = socket_dir[0]
     return url.host or socket_dir or "127.0.0.1"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -96,7 +91,7 @@ def pgbouncer(server_url: str, roles: Sequence[str], *, pool_size: int = 3,
         raise RuntimeError("Debian's pgbouncer is not installed (apt-get install pgbouncer)")
     server = make_url(server_url)
     root = Path(tempfile.mkdtemp(prefix="clinai-pgbouncer-"))
-    port = _free_port()
+    port = free_port()
     users = "".join(f'"{role}" ""\n' for role in roles)
     (root / "userlist.txt").write_text(users)
     # PgBouncer refuses to run as root: as root it changes to an unprivileged user.

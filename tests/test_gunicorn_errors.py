@@ -18,15 +18,14 @@ from pathlib import Path
 import pytest
 
 from api.error_codes import ERROR_CODES
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "APP_ENV": "development", "GUNICORN_BIND": f"127.0.0.1:{port}",
            "GUNICORN_WORKERS": "1", "GUNICORN_CONTROL_SOCKET": "off"}
     process = subprocess.Popen(  # noqa: S603 - fixed arguments

@@ -18,7 +18,8 @@ import pytest
 from storage.azure import AzureBlobStorage
 from storage.base import BlobNotFound, StorageUnavailable, tenant_container
 from storage.local import DownloadSigner, LocalStorage
-from tests.storage.conftest import connection_string, free_port
+from tests.ports import free_port
+from tests.storage.conftest import connection_string
 
 KEY = bytes(range(32))
 
