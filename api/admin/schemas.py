@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import marshmallow as ma
@@ -86,8 +87,13 @@ class SecurityQueryArgsSchema(ma.Schema):
     resource_id = ma.fields.UUID()
 
 
+def _this_month() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m")
+
+
 class UsageQueryArgsSchema(ma.Schema):
     period = ma.fields.String(
+        load_default=_this_month,
         validate=validate.Regexp(r"^(19|20)\d\d-(0[1-9]|1[0-2])(?!\n)$",  # no trailing newline
                                  error="Use YYYY-MM."),
         metadata={"description": "Month, YYYY-MM (default: the current month, UTC)"})

@@ -231,7 +231,7 @@ class Usage(MethodView):
         in `legacy_cost_usd`, never added to `cost`. `estimated_tokens` is the part of
         the tokens counted locally because the provider reported no usage.
         """
-        period = args.get("period") or dt.datetime.now(dt.UTC).strftime("%Y-%m")
+        period = args["period"]
         report = operations.usage_report(session(), period)
         p = actor()
         assert p.tenant_id is not None
@@ -257,7 +257,7 @@ class UsageByArtifact(MethodView):
         Calls metered before artifacts were recorded are not listed (they are in
         `GET /admin/usage`). Admins only.
         """
-        period = args.get("period") or dt.datetime.now(dt.UTC).strftime("%Y-%m")
+        period = args["period"]
         p = actor()
         assert p.tenant_id is not None
         items, total = operations.artifact_usage(
@@ -300,7 +300,7 @@ class UsageExport(MethodView):
         exact bytes of the stored file, which never changes. A month without usage gives
         the header row only (`line_items: []`). Admins only.
         """
-        period = args.get("period") or dt.datetime.now(dt.UTC).strftime("%Y-%m")
+        period = args["period"]
         fmt = args["format"]
         p = actor()
         assert p.tenant_id is not None

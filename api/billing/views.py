@@ -8,7 +8,6 @@ the app role; row-level security on the ledger stays as strict as for every requ
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -87,6 +86,6 @@ class BillingUsage(MethodView):
         An open month still grows as calls are metered; a `closed` month's figures never
         change.
         """
-        period = args.get("period") or dt.datetime.now(dt.UTC).strftime("%Y-%m")
+        period = args["period"]
         with get_db().engine.connect() as conn:
             return operations.usage_summary(conn, period)
