@@ -11,6 +11,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from api.billing.files import utc_text
 from api.billing.periods import BillingError, check_period, close_period, export_period
 from api.db import get_db
 from api.demo import SeedError, seed
@@ -232,7 +233,7 @@ def usage_close(period: str) -> None:
                                grace_hours=int(current_app.config["BILLING_GRACE_HOURS"]))
     except (BillingError, StorageError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from exc
-    closed_at = outcome.closed_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    closed_at = utc_text(outcome.closed_at)
     state = "closed now" if outcome.closed_now else "was already closed"
     _report([f"{period}: {state} (closed at {closed_at})", *outcome.report.lines()],
             bool(outcome.report.mismatched))

@@ -207,8 +207,13 @@ PLATFORM = "ClinAI"
 REGION = ("germanywestcentral", "Germany West Central")
 
 
+def utc_text(at: dt.datetime) -> str:
+    """An instant as FOCUS and the manifest write it: ``YYYY-MM-DDTHH:MM:SSZ`` (UTC)."""
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _instant(day: dt.date) -> str:
-    return f"{day.isoformat()}T00:00:00Z"
+    return utc_text(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
 
 
 def focus_row(item: LineItem, period_start: dt.date, period_end: dt.date) -> list[Any]:

@@ -47,6 +47,7 @@ from api.billing.files import (
     practice_csv,
     practice_json,
     totals_of,
+    utc_text,
 )
 from storage.base import BILLING_CONTAINER, BlobNotFound, Storage
 
@@ -78,10 +79,6 @@ def period_bounds(period: str) -> tuple[dt.datetime, dt.datetime]:
 
 def blob_name(period: str, file: str) -> str:
     return f"{period}/{file}"
-
-
-def _utc_text(at: dt.datetime) -> str:
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -265,9 +262,9 @@ def _manifest(period: str, state: PeriodState, ledger: dict[str, dict[str, Any]]
     start, end = period_bounds(period)
     document = {
         "period": period,
-        "billing_period_start": _utc_text(start), "billing_period_end": _utc_text(end),
+        "billing_period_start": utc_text(start), "billing_period_end": utc_text(end),
         "closed": state.closed,
-        "closed_at": _utc_text(state.closed_at) if state.closed_at else None,
+        "closed_at": utc_text(state.closed_at) if state.closed_at else None,
         "ledger": {currency: {key: money(value) if key == "cost" else value
                               for key, value in total.items()}
                    for currency, total in ledger.items()},
@@ -300,7 +297,7 @@ def close_period(engine: Engine, store: Storage, period: str, *, now: dt.datetim
             opens = closable_from(period, grace_hours)
             if now < opens:
                 raise BillingError(
-                    f"{period} can be closed from {_utc_text(opens)} on: the month's end "
+                    f"{period} can be closed from {utc_text(opens)} on: the month's end "
                     f"plus BILLING_GRACE_HOURS ({grace_hours} h) for late settlements")
             try:
                 with engine.begin() as conn:
